@@ -1,0 +1,21 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="verl-rpo",
+    version="0.1.0",
+    description="RPO (partial reasoning optimization) for verl: experience cache, suffix rollouts, CPU backend",
+    packages=find_packages(include=["verl_ext", "verl_ext.*", "recipe", "recipe.*"]),
+    include_package_data=True,
+    package_data={"": ["*.yaml", "*.json", "*.txt", "*.jinja"]},
+    python_requires=">=3.10,<3.13",
+    install_requires=["numpy>=2", "pandas", "pyarrow>=19", "math-verify", "tqdm", "matplotlib"],
+    extras_require={
+        "gpu": ["verl[vllm,fsdp]==0.9.1"],
+        "test": ["pytest>=8", "pytest-asyncio>=0.23", "pytest-timeout"],
+    },
+    entry_points={
+        # Both are inert unless VERL_PLATFORM=cpu (see verl_ext/cpu/__init__.py).
+        "verl.plugins": ["verl_ext_cpu = verl_ext.cpu.verl_plugin"],
+        "vllm.general_plugins": ["verl_ext_cpu = verl_ext.cpu.vllm_plugin:register"],
+    },
+)

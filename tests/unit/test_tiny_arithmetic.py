@@ -1,0 +1,154 @@
+"""The synthetic addition task: correct worked solutions, verl's RL/SFT schemas, disjoint splits, short sequences."""
+
+import random
+import re
+
+import pandas as pd
+import pytest
+
+from verl_ext.tiny.arithmetic import (
+    DATA_SOURCE,
+    make_problem,
+    partition_of,
+    problem_for,
+    sample_problems,
+    write_rl_parquet,
+    write_sft_parquet,
+)
+from verl_ext.tiny.tokenizer import build_tokenizer
+
+ANSWER_FORMAT = re.compile(r"<think>\n(?P<steps>.+)\n</think>\n<answer>\\boxed\{(?P<boxed>\d+)\}</answer>", re.S)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("data")
+    write_rl_parquet(out_dir / "train.parquet", 200, seed=0, split="train")
+    write_rl_parquet(out_dir / "val.parquet", 100, seed=0, split="val")
+    write_sft_parquet(out_dir / "sft.parquet", 500, seed=0)
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return build_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+
+
+@pytest.mark.parametrize("min_digits,max_digits", [(1, 1), (2, 3), (4, 6)])
+def test_worked_solution_boxes_the_sum(min_digits, max_digits):
+    rng = random.Random(min_digits)
+    for _ in range(500):
+        problem = make_problem(rng, min_digits=min_digits, max_digits=max_digits)
+        match = ANSWER_FORMAT.fullmatch(problem.worked_solution)
+        assert match, problem.worked_solution
+        assert int(match["boxed"]) == problem.answer
+        a, b = map(int, problem.question.removeprefix("Add: ").split("+"))
+        assert a + b == problem.answer
+        assert a >= 10 ** (min_digits - 1) and b < 10**max_digits
+
+
+def test_worked_solution_adds_column_by_column():
+    assert problem_for(47, 385).worked_solution == (
+        "<think>\n7+5+0=12 -> 2\n4+8+1=13 -> 32\n0+3+1=4 -> 432\n</think>\n<answer>\\boxed{432}</answer>"
+    )
+    assert problem_for(99, 1).worked_solution == (
+        "<think>\n9+1+0=10 -> 0\n9+0+1=10 -> 00\ncarry 1 -> 100\n</think>\n<answer>\\boxed{100}</answer>"
+    )
+
+
+def test_rl_schema(data_dir):
+    frame = pd.read_parquet(data_dir / "train.parquet")
+    assert list(frame.columns) == ["data_source", "prompt", "ability", "reward_model", "extra_info"]
+    row = frame.iloc[0]
+    assert row["data_source"] == DATA_SOURCE
+    assert row["ability"] == "math"
+    [turn] = list(row["prompt"])
+    assert turn["role"] == "user" and turn["content"].startswith("Add: ")
+    assert row["reward_model"]["style"] == "rule"
+    assert row["reward_model"]["ground_truth"] == row["extra_info"]["answer"]
+    assert set(row["extra_info"]) == {"split", "index", "question", "answer"}
+    assert row["extra_info"]["question"] == turn["content"]
+    assert set(frame["extra_info"].map(lambda info: info["split"])) == {"train"}
+
+
+@pytest.mark.parametrize("split,n", [("train", 200), ("val", 100)])
+def test_rl_indices_unique(data_dir, split, n):
+    indices = pd.read_parquet(data_dir / f"{split}.parquet")["extra_info"].map(lambda info: info["index"])
+    assert sorted(indices) == list(range(n))
+
+
+def _unordered_pairs(questions):
+    return {tuple(sorted(map(int, question.removeprefix("Add: ").split("+")))) for question in questions}
+
+
+def _rl_questions(path):
+    return pd.read_parquet(path)["extra_info"].map(lambda info: info["question"])
+
+
+def test_splits_are_disjoint(data_dir):
+    train = _unordered_pairs(_rl_questions(data_dir / "train.parquet"))
+    val = _unordered_pairs(_rl_questions(data_dir / "val.parquet"))
+    sft = _unordered_pairs(messages[0]["content"] for messages in pd.read_parquet(data_dir / "sft.parquet")["messages"])
+    assert (len(train), len(val), len(sft)) == (200, 100, 500)
+    assert not train & val and not train & sft and not val & sft
+
+
+def test_partition_ignores_operand_order():
+    rng = random.Random(0)
+    for _ in range(1000):
+        a, b = rng.randint(1, 10**6), rng.randint(1, 10**6)
+        assert partition_of(a, b) == partition_of(b, a)
+
+
+def test_sampling_is_deterministic_and_fails_clearly_when_exhausted():
+    assert sample_problems(20, 3, "train") == sample_problems(20, 3, "train")
+    with pytest.raises(ValueError, match="distinct val problems"):
+        sample_problems(100, 0, "val", min_digits=1, max_digits=1)
+
+
+def test_sft_schema(data_dir):
+    frame = pd.read_parquet(data_dir / "sft.parquet")
+    assert list(frame.columns) == ["messages"]
+    user, assistant = list(frame.iloc[0]["messages"])
+    assert user["role"] == "user" and assistant["role"] == "assistant"
+    assert ANSWER_FORMAT.fullmatch(assistant["content"])
+
+
+def test_prompt_plus_answer_stays_short(tokenizer):
+    longest = problem_for(999, 999)
+    messages = [
+        {"role": "user", "content": longest.question},
+        {"role": "assistant", "content": longest.worked_solution},
+    ]
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
+    assert len(ids) < 120
+
+
+def test_verl_sft_dataset_reads_it_and_trains_on_the_answer_only(data_dir, tokenizer):
+    """verl's SFT trainer (verl/trainer/sft_trainer.py) builds MultiTurnSFTDataset from data.messages_key;
+    it also asserts that per-turn rendering concatenates to the whole conversation's rendering."""
+    multiturn = pytest.importorskip("verl.utils.dataset.multiturn_sft_dataset")
+    dataset = multiturn.MultiTurnSFTDataset(
+        str(data_dir / "sft.parquet"),
+        tokenizer,
+        {"messages_key": "messages", "pad_mode": "no_padding", "max_length": 128, "truncation": "error"},
+    )
+    assert len(dataset) == 500
+    item = dataset[0]
+    answer = pd.read_parquet(data_dir / "sft.parquet")["messages"][0][1]["content"]
+    trained_ids = item["input_ids"][item["loss_mask"].bool()].tolist()
+    assert tokenizer.decode(trained_ids) == answer + "<|im_end|>\n"
+
+
+def test_verl_rl_dataset_reads_it(data_dir, tokenizer):
+    rl_dataset = pytest.importorskip("verl.utils.dataset.rl_dataset")
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.create(
+        {"max_prompt_length": 32, "filter_overlong_prompts": True, "filter_overlong_prompts_workers": 1}
+    )
+    dataset = rl_dataset.RLHFDataset(str(data_dir / "val.parquet"), tokenizer, config)
+    assert len(dataset) == 100
+    item = dataset[3]
+    assert item["index"] == 3 and item["raw_prompt"][0]["content"].startswith("Add: ")
+    assert item["reward_model"]["ground_truth"] == item["extra_info"]["answer"]

@@ -1,0 +1,53 @@
+"""The build CLI and ensure_tiny_assets: complete output, and a second call with the same parameters is a no-op."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+
+from verl_ext.tiny import TinyAssets, ensure_tiny_assets
+from verl_ext.tiny.__main__ import main
+from verl_ext.tiny.assets import STAMP_NAME
+
+SMALL_BUILD = ["--n-train", "8", "--n-val", "4", "--n-sft", "16", "--seed", "1"]
+
+
+def _mtimes(assets: TinyAssets) -> dict:
+    return {path: path.stat().st_mtime_ns for path in assets.model_dir.parent.rglob("*") if path.is_file()}
+
+
+def test_build_then_second_call_does_nothing(tmp_path, capsys):
+    out_dir = tmp_path / "tiny"
+    main(["build", "--out", str(out_dir), *SMALL_BUILD])
+    assert "built" in capsys.readouterr().out
+    assets = TinyAssets.at(out_dir)
+    assert (assets.model_dir / "config.json").is_file() and (assets.model_dir / "tokenizer.json").is_file()
+    assert [len(pd.read_parquet(p)) for p in (assets.train_path, assets.val_path, assets.sft_path)] == [8, 4, 16]
+    assert json.loads((out_dir / STAMP_NAME).read_text())["n_sft"] == 16
+    before = _mtimes(assets)
+
+    second = subprocess.run(
+        [sys.executable, "-m", "verl_ext.tiny", "build", "--out", str(out_dir), *SMALL_BUILD],
+        capture_output=True, text=True, check=True,
+    )
+    assert "nothing to do" in second.stdout
+    assert ensure_tiny_assets(out_dir, n_train=8, n_val=4, n_sft=16, seed=1) == assets
+    assert _mtimes(assets) == before
+
+
+def test_changed_parameters_rebuild(tmp_path, capsys):
+    out_dir = tmp_path / "tiny"
+    main(["build", "--out", str(out_dir), *SMALL_BUILD])
+    capsys.readouterr()
+    main(["build", "--out", str(out_dir), *SMALL_BUILD, "--n-val", "6"])
+    assert capsys.readouterr().out.startswith("built")
+    assert len(pd.read_parquet(TinyAssets.at(out_dir).val_path)) == 6
+
+
+def test_interrupted_build_is_redone(tmp_path):
+    out_dir = tmp_path / "tiny"
+    params = {"n_train": 8, "n_val": 4, "n_sft": 16}
+    assets = ensure_tiny_assets(out_dir, **params)
+    assets.sft_path.unlink()
+    assert ensure_tiny_assets(out_dir, **params).sft_path.is_file()

@@ -1,0 +1,137 @@
+"""Tests for verl_ext.truncation: the cut invariants, both modes' distributions, edge cases and config errors."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from verl_ext.truncation import Cut, TruncationConfig, sample_cut, sample_cuts
+
+CONFIGS = [TruncationConfig("tail", 1), TruncationConfig("tail", 5), TruncationConfig("tail", 300),
+           TruncationConfig("uniform", 1), TruncationConfig("uniform", 7), TruncationConfig("uniform", 300),
+           TruncationConfig("uniform", 4, min_prefix=3), TruncationConfig("uniform", 300, min_prefix=1000)]
+
+
+def assert_invariants(cut: Cut, cached_len: int, budget: int) -> None:
+    assert cut.prefix_len >= 0
+    assert cut.prefix_len < max(min(cached_len, budget), 1)  # at least one token cut; the EOS never stays
+    assert cut.max_new_tokens >= 1
+    assert cut.prefix_len + cut.max_new_tokens <= budget
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=repr)
+def test_invariants_over_many_draws(cfg):
+    lengths = [0, 1, 2, 3, 5, 17, 299, 300, 301, 1000, 4096, 9000]
+    for budget, seed in itertools.product([1, 2, 8, 300, 301, 4096], range(25)):
+        cuts = sample_cuts(lengths, budget, cfg, np.random.default_rng(seed))
+        for cached_len, cut in zip(lengths, cuts, strict=True):
+            assert_invariants(cut, cached_len, budget)
+
+
+def test_cached_eos_never_stays_in_the_prefix():
+    eos = 2
+    answer = np.array([11, 12, 13, 14, eos], dtype=np.int32)
+    for cfg, seed in itertools.product(CONFIGS, range(200)):
+        cut = sample_cut(len(answer), 4096, cfg, np.random.default_rng(seed))
+        assert eos not in answer[: cut.prefix_len]
+
+
+def test_same_seed_same_cuts():
+    lengths = np.arange(0, 2000, 7)
+    for cfg in CONFIGS:
+        first = sample_cuts(lengths, 1024, cfg, np.random.default_rng(123))
+        assert first == sample_cuts(lengths, 1024, cfg, np.random.default_rng(123))
+        assert first != sample_cuts(lengths, 1024, cfg, np.random.default_rng(124)) or cfg.max_new_tokens == 1
+
+
+def test_single_cut_equals_the_batch_of_one():
+    for cfg in CONFIGS:
+        assert sample_cut(500, 1024, cfg, np.random.default_rng(5)) == sample_cuts([500], 1024, cfg,
+                                                                                  np.random.default_rng(5))[0]
+
+
+def test_tail_cuts_uniformly_and_regenerates_what_was_cut():
+    cfg = TruncationConfig("tail", max_new_tokens=10)
+    cuts = sample_cuts(np.full(20_000, 1000), 4096, cfg, np.random.default_rng(0))
+    cut_sizes = np.array([1000 - cut.prefix_len for cut in cuts])
+    assert all(cut.max_new_tokens == 1000 - cut.prefix_len for cut in cuts)
+    assert set(cut_sizes) == set(range(1, 11))
+    counts = np.bincount(cut_sizes, minlength=11)[1:]
+    assert np.all(np.abs(counts / len(cuts) - 0.1) < 0.01)
+
+
+def test_tail_on_a_short_answer_regenerates_from_scratch_with_the_drawn_budget():
+    cfg = TruncationConfig("tail", max_new_tokens=300)
+    cuts = sample_cuts(np.full(2000, 50), 4096, cfg, np.random.default_rng(1))
+    fresh = [cut for cut in cuts if cut.prefix_len == 0]
+    assert fresh and all(50 <= cut.max_new_tokens <= 300 for cut in fresh)  # the reference's answer[:-k], max_tokens=k
+    assert all(cut.max_new_tokens == 50 - cut.prefix_len for cut in cuts if cut.prefix_len > 0)
+
+
+def test_uniform_prefix_is_uniform_over_the_allowed_range():
+    cfg = TruncationConfig("uniform", max_new_tokens=50, min_prefix=2)
+    cuts = sample_cuts(np.full(30_000, 12), 4096, cfg, np.random.default_rng(0))
+    prefix_lens = np.array([cut.prefix_len for cut in cuts])
+    assert set(prefix_lens) == set(range(2, 12))
+    counts = np.bincount(prefix_lens, minlength=12)[2:]
+    assert np.all(np.abs(counts / len(cuts) - 0.1) < 0.01)
+    assert all(cut.max_new_tokens == 50 for cut in cuts)
+
+
+def test_uniform_answer_shorter_than_min_prefix_keeps_all_but_one_token():
+    cfg = TruncationConfig("uniform", max_new_tokens=50, min_prefix=100)
+    assert sample_cut(30, 4096, cfg, np.random.default_rng(0)) == Cut(prefix_len=29, max_new_tokens=50)
+
+
+def test_suffix_budget_shrinks_near_the_response_budget():
+    cfg = TruncationConfig("uniform", max_new_tokens=300, min_prefix=1000)
+    for seed in range(50):
+        cut = sample_cut(1024, 1024, cfg, np.random.default_rng(seed))
+        assert 1000 <= cut.prefix_len <= 1023 and cut.max_new_tokens == 1024 - cut.prefix_len
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=repr)
+def test_overlong_answer_is_clipped_to_the_response_budget(cfg):
+    """An offline cache built with R=8192 used with R=1024: the prefix comes from the first R tokens."""
+    for seed in range(100):
+        cut = sample_cut(8192, 1024, cfg, np.random.default_rng(seed))
+        assert_invariants(cut, 8192, 1024)
+        assert cut.prefix_len <= 1023
+
+
+def test_empty_answer():
+    rng = np.random.default_rng(0)
+    assert sample_cut(0, 4096, TruncationConfig("uniform", 300), rng) == Cut(prefix_len=0, max_new_tokens=300)
+    assert sample_cut(0, 100, TruncationConfig("uniform", 300), rng) == Cut(prefix_len=0, max_new_tokens=100)
+    tail = sample_cuts([0] * 500, 4096, TruncationConfig("tail", 300), rng)
+    assert all(cut.prefix_len == 0 and 1 <= cut.max_new_tokens <= 300 for cut in tail)
+
+
+def test_empty_batch():
+    assert sample_cuts([], 1024, TruncationConfig(), np.random.default_rng(0)) == []
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"mode": "head"}, "rpo.truncation.mode"),
+    ({"max_new_tokens": 0}, "rpo.truncation.max_new_tokens"),
+    ({"max_new_tokens": 3.5}, "rpo.truncation.max_new_tokens"),
+    ({"max_new_tokens": True}, "rpo.truncation.max_new_tokens"),
+    ({"mode": "uniform", "min_prefix": -1}, "rpo.truncation.min_prefix"),
+    ({"mode": "tail", "min_prefix": 10}, "no effect in mode 'tail'"),
+])
+def test_bad_config(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TruncationConfig(**kwargs)
+
+
+@pytest.mark.parametrize(("lengths", "budget", "message"), [
+    ([10], 0, "response_budget"),
+    ([-1], 10, ">= 0"),
+    ([1.5], 10, "integers"),
+    ([[1, 2]], 10, "1-D"),
+])
+def test_bad_inputs(lengths, budget, message):
+    with pytest.raises(ValueError, match=message):
+        sample_cuts(lengths, budget, TruncationConfig(), np.random.default_rng(0))

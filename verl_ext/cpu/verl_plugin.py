@@ -1,0 +1,18 @@
+"""Entry point of the ``verl.plugins`` group: verl imports this module from its ``__init__`` in every process.
+
+It does nothing unless ``VERL_PLATFORM=cpu``: on a GPU node the module is imported and returns at once, and no
+platform is registered, no verl, vLLM or torch internal is touched.
+"""
+
+from . import PLATFORM_NAME, cpu_platform_selected
+
+if cpu_platform_selected():
+    from verl.plugin.platform.platform_manager import PlatformRegistry
+
+    from .platform import PlatformCPU
+    from .verl_patches import patch_process_group_backend, patch_vllm_version_lookup, register_fsdp_engines_for_cpu
+
+    PlatformRegistry.register(platform=PLATFORM_NAME)(PlatformCPU)
+    patch_vllm_version_lookup()
+    patch_process_group_backend()
+    register_fsdp_engines_for_cpu()
