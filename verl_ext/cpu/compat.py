@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import platform
 from typing import Any, Callable, Sequence
 
 
@@ -17,6 +18,8 @@ class BackendCompatibilityError(RuntimeError):
 
 
 def installed_version(distribution: str) -> str:
+    if distribution == "python":  # the interpreter is no distribution; and its version() may be what changed
+        return platform.python_version()
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:

@@ -1,0 +1,1 @@
+"""RPO: reinforcement fine-tuning with partial reasoning optimization, as a verl recipe."""

@@ -1,0 +1,344 @@
+"""``RayRPOTrainer``: verl's legacy ``RayPPOTrainer`` with RPO's rollout, one ``fit`` for GRPO and DAPO.
+
+The loop per step (``rpo.enable=false`` skips the RPO parts, giving the full-path baseline through the same code):
+
+1. generation batch(es): seed cold prompts (one full answer each), cut cached answers, generate G suffixes
+   (``verl_ext.rollout.PartialRollout``); rewards arrive with the rollout (verl's streaming reward loop) and
+   score prefix + suffix;
+2. cache update from every generated group, before any filter;
+3. DAPO group filter (``algorithm.filter_groups``), drawing more generation batches until the batch is full;
+4. old/ref log-probs, advantages, actor update, checkpoint (with the cache), weight sync, validation.
+
+The response mask built by the RPO agent loop is never recomputed from the attention mask (verl-recipe's DAPO
+trainer does that, which would silently put the cached prefix back into the loss).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pprint import pprint
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from verl import DataProto
+from verl.trainer.ppo.core_algos import agg_loss
+from verl.trainer.ppo.metric_utils import compute_data_metrics, compute_throughout_metrics, compute_timing_metrics
+from verl.trainer.ppo.ray_trainer import RayPPOTrainer, apply_kl_penalty, compute_advantage, compute_response_mask
+from verl.trainer.ppo.reward import extract_reward
+from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
+from verl.utils.debug import marked_timer
+from verl.utils.metric import reduce_metrics
+from verl.utils.tracking import Tracking
+from verl_ext.cache import ExperienceCache, tokenizer_fingerprint
+from verl_ext.checkpoint import load_rpo_state, prune_rpo_files, save_rpo_state
+from verl_ext.group_filter import group_count, informative_rows
+from verl_ext.metrics import compute_rpo_metrics
+from verl_ext.rollout.partial import PartialRollout, RolloutRows, response_lengths
+from verl_ext.rpo_config import RPOConfig, check_supported
+
+
+class RayRPOTrainer(RayPPOTrainer):
+    """RPO for GRPO and DAPO on verl's hybrid engine (FSDP actor + vLLM/SGLang rollout server)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rpo = RPOConfig.from_mapping(OmegaConf.to_container(self.config.get("rpo", {}), resolve=True))
+        check_supported(self.config, self.rpo)
+        self.partial_rollout: Optional[PartialRollout] = None
+        if self.rpo.enable:
+            eos = self.tokenizer.eos_token_id
+            self.partial_rollout = PartialRollout(
+                self.rpo,
+                self._initial_cache(),
+                response_length=int(self.config.data.max_response_length),
+                group_size=int(self.config.actor_rollout_ref.rollout.n),
+                num_workers=int(self.config.actor_rollout_ref.rollout.agent.num_workers),
+                eos_token_ids=eos if isinstance(eos, list) else [eos],
+            )
+
+    # ------------------------------------------------------------------ cache life cycle
+
+    def _initial_cache(self) -> ExperienceCache:
+        fingerprint = tokenizer_fingerprint(self.tokenizer)
+        init_path = self.rpo.cache.init_path
+        if init_path:
+            cache = ExperienceCache.load(
+                init_path, expected_tokenizer_fingerprint=fingerprint, expected_key_mode=self.rpo.cache.key
+            )
+            print(f"rpo: warm start from {init_path} ({len(cache)} entries)")
+            return cache
+        return ExperienceCache(key_mode=self.rpo.cache.key, tokenizer_fingerprint=fingerprint)
+
+    def _save_checkpoint(self) -> None:
+        if self.partial_rollout is not None:
+            step_dir = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+            state = {"rng": self.partial_rollout.rng.bit_generator.state, "global_step": self.global_steps}
+            save_rpo_state(step_dir, self.partial_rollout.cache, state)
+        super()._save_checkpoint()
+        if self.partial_rollout is not None:
+            prune_rpo_files(self.config.trainer.default_local_dir, self.config.trainer.get("max_actor_ckpt_to_keep"))
+
+    def _load_checkpoint(self) -> Any:
+        result = super()._load_checkpoint()
+        if self.partial_rollout is None or self.global_steps <= 0:
+            return result
+        if self.config.trainer.resume_mode == "resume_path":
+            step_dir = self.config.trainer.resume_from_path
+        else:
+            step_dir = find_latest_ckpt_path(os.path.abspath(self.config.trainer.default_local_dir))
+        restored = load_rpo_state(
+            step_dir, tokenizer_fingerprint=self.partial_rollout.cache.tokenizer_fingerprint,
+            key_mode=self.rpo.cache.key,
+        )
+        if restored is None:
+            print(f"rpo: WARNING no {step_dir}/rpo_cache.parquet; resuming with the current cache")
+            return result
+        cache, state = restored
+        self.partial_rollout.cache = cache
+        if "rng" in state:
+            self.partial_rollout.rng.bit_generator.state = state["rng"]
+        print(f"rpo: restored {len(cache)} cache entries from {step_dir}")
+        return result
+
+    # ------------------------------------------------------------------ training loop
+
+    def fit(self) -> None:
+        logger = Tracking(
+            project_name=self.config.trainer.project_name,
+            experiment_name=self.config.trainer.experiment_name,
+            default_backend=self.config.trainer.logger,
+            config=OmegaConf.to_container(self.config, resolve=True),
+        )
+        self.global_steps = 0
+        self._load_checkpoint()
+        self.checkpoint_manager.update_weights(self.global_steps)
+
+        if self.config.trainer.get("val_before_train", True):
+            val_metrics = self._validate()
+            pprint(f"Initial validation metrics: {val_metrics}")
+            logger.log(data=val_metrics, step=self.global_steps)
+            if self.config.trainer.get("val_only", False):
+                return
+
+        progress = tqdm(total=self.total_training_steps, initial=self.global_steps, desc="Training Progress")
+        self.global_steps += 1
+        batches = self._training_batches(start_epoch=(self.global_steps - 1) // len(self.train_dataloader))
+        while self.global_steps <= self.total_training_steps:
+            metrics: dict[str, Any] = {}
+            timing_raw: dict[str, float] = {}
+            is_last_step = self.global_steps >= self.total_training_steps
+            with marked_timer("step", timing_raw):
+                batch = self._collect_batch(batches, metrics, timing_raw)
+                if batch is None:
+                    break
+                batch = self._update_policy(batch, metrics, timing_raw, is_last_step)
+            if self.config.trainer.test_freq > 0 and (
+                is_last_step or self.global_steps % self.config.trainer.test_freq == 0
+            ):
+                with marked_timer("testing", timing_raw):
+                    metrics.update(self._validate())
+            metrics.update({"training/global_step": self.global_steps, "training/epoch": self._epoch})
+            metrics.update(compute_data_metrics(batch=batch, use_critic=self.use_critic))
+            metrics.update(compute_timing_metrics(batch=batch, timing_raw=timing_raw))
+            metrics.update(
+                compute_throughout_metrics(
+                    batch=batch, timing_raw=timing_raw, n_gpus=self.resource_pool_manager.get_n_gpus()
+                )
+            )
+            logger.log(data=metrics, step=self.global_steps)
+            progress.update(1)
+            self.global_steps += 1
+        progress.close()
+
+    def _training_batches(self, start_epoch: int) -> Iterator[dict]:
+        for epoch in range(start_epoch, self.config.trainer.total_epochs):
+            self._epoch = epoch
+            yield from self.train_dataloader
+
+    # ------------------------------------------------------------------ rollout part of a step
+
+    def _collect_batch(self, batches: Iterator[dict], metrics: dict, timing_raw: dict) -> Optional[DataProto]:
+        """Generate (and, for DAPO, filter) until one training batch is full; None when the data runs out."""
+        filter_cfg = self.config.algorithm.filter_groups
+        group_size = int(self.config.actor_rollout_ref.rollout.n)
+        target_groups = int(self.config.data.train_batch_size)
+        rows = RolloutRows()
+        kept: Optional[DataProto] = None
+        num_gen_batches = 0
+        generated_groups = 0
+        with marked_timer("gen", timing_raw, color="red"):
+            while True:
+                batch_dict = next(batches, None)
+                if batch_dict is None:
+                    return None
+                batch = self._generate_and_score(DataProto.from_single_dict(batch_dict), rows, metrics, timing_raw)
+                num_gen_batches += 1
+                generated_groups += group_count(batch.non_tensor_batch["uid"])
+                if not filter_cfg.enable:
+                    kept = batch
+                    break
+                values = self._filter_values(batch, filter_cfg.metric)
+                batch = batch.select_idxs(informative_rows(batch.non_tensor_batch["uid"], values))
+                kept = batch if kept is None else DataProto.concat([kept, batch])
+                if group_count(kept.non_tensor_batch["uid"]) >= target_groups:
+                    kept = kept[: target_groups * group_size]
+                    break
+                max_batches = int(filter_cfg.max_num_gen_batches)
+                if 0 < max_batches <= num_gen_batches:
+                    raise RuntimeError(
+                        f"DAPO filter kept {group_count(kept.non_tensor_batch['uid'])} of {target_groups} groups "
+                        f"after {num_gen_batches} generation batches (algorithm.filter_groups.max_num_gen_batches); "
+                        "the data may be too easy or too hard for the model"
+                    )
+            self.checkpoint_manager.sleep_replicas()
+        if filter_cfg.enable:
+            metrics["train/num_gen_batches"] = num_gen_batches
+            metrics["train/kept_group_frac"] = target_groups / max(generated_groups, 1)
+        metrics.update(self._rollout_metrics(rows))
+        return kept
+
+    def _generate_and_score(self, batch: DataProto, rows: RolloutRows, metrics: dict, timing_raw: dict) -> DataProto:
+        batch.meta_info["temperature"] = self.config.actor_rollout_ref.rollout.temperature
+        batch.non_tensor_batch["uid"] = np.array([str(uuid.uuid4()) for _ in range(len(batch))], dtype=object)
+        gen_batch = self._get_gen_batch(batch)
+        gen_batch.meta_info["global_steps"] = self.global_steps
+        group_size = int(self.config.actor_rollout_ref.rollout.n)
+        if self.partial_rollout is not None:
+            output = self.partial_rollout.generate(self.async_rollout_manager, batch, gen_batch, self.global_steps, rows)
+        else:
+            output = self.async_rollout_manager.generate_sequences(gen_batch.repeat(group_size, interleave=True))
+            rows.suffix_lens.append(response_lengths(output))
+        timing_raw.update(output.meta_info.pop("timing", {}))
+        batch = batch.repeat(repeat_times=group_size, interleave=True).union(output)
+        if "response_mask" not in batch.batch.keys():
+            batch.batch["response_mask"] = compute_response_mask(batch)
+        reward_tensor, reward_extra_infos = extract_reward(batch)
+        batch.batch["token_level_scores"] = reward_tensor
+        if reward_extra_infos:
+            batch.non_tensor_batch.update({k: np.array(v) for k, v in reward_extra_infos.items()})
+        if self.partial_rollout is not None:
+            metrics["rpo/cache_writes"] = metrics.get("rpo/cache_writes", 0) + self.partial_rollout.update_cache(
+                batch, self.global_steps
+            )
+        return batch
+
+    @staticmethod
+    def _filter_values(batch: DataProto, metric: Optional[str]) -> np.ndarray:
+        if metric in (None, "seq_reward", "reward"):
+            return batch.batch["token_level_scores"].sum(-1).float().cpu().numpy()
+        if metric not in batch.non_tensor_batch:
+            raise KeyError(
+                f"algorithm.filter_groups.metric={metric!r} is not a reward extra field of this reward function; "
+                f"available: {sorted(k for k in batch.non_tensor_batch if not k.startswith('rpo_'))}"
+            )
+        return np.asarray(batch.non_tensor_batch[metric], dtype=np.float64)
+
+    def _rollout_metrics(self, rows: RolloutRows) -> dict[str, float]:
+        suffix = rows.concat("suffix_lens")
+        if self.partial_rollout is None:
+            return {"rpo/generated_tokens": float(suffix.sum())}
+        result = compute_rpo_metrics(
+            prefix_lens=rows.concat("prefix_lens"),
+            suffix_lens=suffix,
+            group_ids=rows.concat("group_ids"),
+            cache_hit=rows.concat("cache_hit").astype(bool),
+            staleness=rows.concat("staleness"),
+            cache_size=len(self.partial_rollout.cache),
+            seed_count=rows.seed_count,
+            seed_tokens=rows.seed_tokens,
+            response_budget=int(self.config.data.max_response_length),
+            group_size=int(self.config.actor_rollout_ref.rollout.n),
+        )
+        if rows.seed_acc:
+            result["rpo/seed_acc"] = float(np.mean(rows.seed_acc))
+        return result
+
+    # ------------------------------------------------------------------ update part of a step
+
+    def _update_policy(self, batch: DataProto, metrics: dict, timing_raw: dict, is_last_step: bool) -> DataProto:
+        """verl's PPO update path (old/ref log-probs, KL, rollout correction, advantages, actor, checkpoint, sync)."""
+        if self.config.trainer.balance_batch:
+            self._balance_batch(batch, metrics=metrics)
+        batch.meta_info["global_token_num"] = torch.sum(batch.batch["attention_mask"], dim=-1).tolist()
+        batch.meta_info["images_seqlens"] = [
+            seqlen
+            for mm in batch.non_tensor_batch.get("multi_modal_inputs", [])
+            if "image_grid_thw" in mm
+            for seqlen in mm["images_seqlens"].tolist()
+        ]
+        rollout_corr = self.config.algorithm.get("rollout_correction", None)
+        bypass = bool(rollout_corr and rollout_corr.get("bypass_mode", False))
+        if bypass:
+            from verl.trainer.ppo.rollout_corr_helper import apply_bypass_mode
+
+            apply_bypass_mode(
+                batch=batch,
+                rollout_corr_config=rollout_corr,
+                policy_loss_config=self.config.actor_rollout_ref.actor.policy_loss,
+            )
+        else:
+            with marked_timer("old_log_prob", timing_raw, color="blue"):
+                old_log_prob, mfu = self._compute_old_log_prob(batch)
+                actor_cfg = self.config.actor_rollout_ref.actor
+                entropy = agg_loss(
+                    loss_mat=old_log_prob.batch.pop("entropys"),
+                    loss_mask=batch.batch["response_mask"],
+                    loss_agg_mode=actor_cfg.loss_agg_mode,
+                    loss_scale_factor=actor_cfg.loss_scale_factor,
+                )
+                metrics.update({"actor/entropy": entropy.detach().item(), "perf/mfu/actor_infer": mfu})
+                batch = batch.union(old_log_prob)
+                if "rollout_log_probs" in batch.batch.keys():
+                    from verl.utils.debug.metrics import calculate_debug_metrics
+
+                    metrics.update(calculate_debug_metrics(batch))
+        if self.use_reference_policy:
+            with marked_timer("ref", timing_raw, color="olive"):
+                batch = batch.union(self._compute_ref_log_prob(batch))
+        if self.use_critic:
+            with marked_timer("values", timing_raw, color="cyan"):
+                batch = batch.union(self._compute_values(batch))
+
+        with marked_timer("adv", timing_raw, color="brown"):
+            if self.config.algorithm.use_kl_in_reward:
+                batch, kl_metrics = apply_kl_penalty(
+                    batch, kl_ctrl=self.kl_ctrl_in_reward, kl_penalty=self.config.algorithm.kl_penalty
+                )
+                metrics.update(kl_metrics)
+            else:
+                batch.batch["token_level_rewards"] = batch.batch["token_level_scores"]
+            if rollout_corr is not None and "rollout_log_probs" in batch.batch.keys() and not bypass:
+                from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
+
+                batch, is_metrics = compute_rollout_correction_and_add_to_batch(batch, rollout_corr)
+                metrics.update(is_metrics)
+            batch = compute_advantage(
+                batch,
+                adv_estimator=self.config.algorithm.adv_estimator,
+                gamma=self.config.algorithm.gamma,
+                lam=self.config.algorithm.lam,
+                num_repeat=self.config.actor_rollout_ref.rollout.n,
+                norm_adv_by_std_in_grpo=self.config.algorithm.get("norm_adv_by_std_in_grpo", True),
+                config=self.config.algorithm,
+            )
+        if self.use_critic:
+            with marked_timer("update_critic", timing_raw, color="pink"):
+                metrics.update(reduce_metrics(self._update_critic(batch).meta_info["metrics"]))
+        if self.config.trainer.critic_warmup > self.global_steps:
+            self.checkpoint_manager.update_weights(self.global_steps)
+            return batch
+        with marked_timer("update_actor", timing_raw, color="red"):
+            actor_output = self._update_actor(batch)
+        metrics.update(reduce_metrics(actor_output.meta_info["metrics"]))
+        save_freq = self.config.trainer.save_freq
+        if save_freq > 0 and (is_last_step or self.global_steps % save_freq == 0):
+            with marked_timer("save_checkpoint", timing_raw, color="green"):
+                self._save_checkpoint()
+        with marked_timer("update_weights", timing_raw, color="red"):
+            self.checkpoint_manager.update_weights(self.global_steps)
+        return batch

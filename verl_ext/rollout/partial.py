@@ -1,0 +1,247 @@
+"""The RPO step's rollout: seed cold prompts, cut cached answers, generate G suffixes, refresh the cache.
+
+This is the glue between the pure pieces (cache, keys, truncation, selection, metrics) and verl's DataProto /
+AgentLoopManager. The trainer calls :meth:`PartialRollout.generate` where a full-path trainer calls
+``generate_sequences``, and :meth:`PartialRollout.update_cache` once rewards are in the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from verl import DataProto
+from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
+
+from ..cache import CacheEntry, ExperienceCache
+from ..keys import prompt_key
+from ..rpo_config import RPOConfig
+from ..selection import choose_replacement
+from ..truncation import Cut, sample_cuts
+from .agent_loop import (
+    LOSS_ON_PREFIX,
+    MAX_NEW_TOKENS,
+    OUT_GENERATED,
+    OUT_PREFIX_LEN,
+    PREFIX_IDS,
+    PREFIX_LOGPROBS,
+    RPO_AGENT_NAME,
+)
+
+KEY_COLUMN = "rpo_key"
+HIT_COLUMN = "rpo_cache_hit"
+STALENESS_COLUMN = "rpo_staleness"
+
+
+def _object_array(values: Sequence[Any]) -> np.ndarray:
+    array = np.empty(len(values), dtype=object)
+    array[:] = list(values)
+    return array
+
+
+def response_lengths(output: DataProto) -> np.ndarray:
+    """Valid response tokens per row (prefix + suffix), as verl's reward managers count them."""
+    prompt_length = output.batch["prompts"].shape[-1]
+    return output.batch["attention_mask"][:, prompt_length:].sum(-1).cpu().numpy().astype(np.int64)
+
+
+def response_ids(output: DataProto) -> list[np.ndarray]:
+    lengths = response_lengths(output)
+    responses = output.batch["responses"].cpu().numpy()
+    return [responses[i, : lengths[i]].astype(np.int32) for i in range(len(lengths))]
+
+
+def response_logprobs(output: DataProto) -> list[Optional[np.ndarray]]:
+    if "rollout_log_probs" not in output.batch.keys():
+        return [None] * len(output)
+    lengths = response_lengths(output)
+    logprobs = output.batch["rollout_log_probs"].float().cpu().numpy()
+    return [logprobs[i, : lengths[i]].astype(np.float32) for i in range(len(lengths))]
+
+
+def sequence_scores(output: DataProto) -> np.ndarray:
+    """One scalar per row: the reward the advantage sees (rm_scores summed; token_level_scores once extracted)."""
+    key = "token_level_scores" if "token_level_scores" in output.batch.keys() else "rm_scores"
+    return output.batch[key].sum(-1).float().cpu().numpy()
+
+
+def accuracies(output: DataProto) -> Optional[list[Optional[bool]]]:
+    if "acc" not in output.non_tensor_batch:
+        return None
+    return [None if value is None else bool(value) for value in output.non_tensor_batch["acc"]]
+
+
+@dataclass
+class RolloutRows:
+    """Row-level facts of one generation call, kept for the step's ``rpo/*`` metrics."""
+
+    prefix_lens: list[np.ndarray] = field(default_factory=list)
+    suffix_lens: list[np.ndarray] = field(default_factory=list)
+    group_ids: list[np.ndarray] = field(default_factory=list)
+    cache_hit: list[np.ndarray] = field(default_factory=list)
+    staleness: list[np.ndarray] = field(default_factory=list)
+    seed_count: int = 0
+    seed_tokens: int = 0
+    seed_acc: list[float] = field(default_factory=list)
+
+    def concat(self, name: str) -> np.ndarray:
+        parts = getattr(self, name)
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+
+class PartialRollout:
+    """Owns the experience cache and the truncation RNG of a run (both are checkpointed by the trainer)."""
+
+    def __init__(
+        self,
+        config: RPOConfig,
+        cache: ExperienceCache,
+        *,
+        response_length: int,
+        group_size: int,
+        num_workers: int,
+        eos_token_ids: Sequence[int],
+    ) -> None:
+        self.config = config
+        self.cache = cache
+        self.response_length = response_length
+        self.group_size = group_size
+        self.num_workers = max(1, num_workers)
+        self.eos_token_ids = frozenset(int(t) for t in eos_token_ids)
+        self.rng = np.random.default_rng(config.seed)
+
+    def keys_of(self, batch: DataProto) -> list[str]:
+        ntb = batch.non_tensor_batch
+        messages = ntb.get("raw_prompt", ntb.get("prompt"))
+        return [
+            prompt_key(ntb["data_source"][i], ntb["extra_info"][i], messages[i], self.config.cache.key)
+            for i in range(len(batch))
+        ]
+
+    def generate(self, manager: Any, batch: DataProto, gen_batch: DataProto, step: int, rows: RolloutRows) -> DataProto:
+        """Seed cold prompts, cut every cached answer, and run the G-way suffix pass.
+
+        Keys come from ``gen_batch`` (verl's ``_get_gen_batch`` moved the prompt messages there). ``batch`` (one row
+        per prompt) gets the key, cache-hit and staleness columns, so that after ``batch.repeat(G).union(output)``
+        the cache update can find each row's prompt."""
+        keys = self.keys_of(gen_batch)
+        hit = np.array([key in self.cache for key in keys], dtype=bool)
+        cold = [i for i, is_hit in enumerate(hit) if not is_hit]
+        if cold and self.config.cold_start == "seed_then_partial":
+            self._seed(manager, gen_batch, keys, cold, step, rows)
+
+        cuts = self._cuts(keys)
+        staleness = np.array(
+            [step - self.cache.get(key).step if is_hit else 0 for key, is_hit in zip(keys, hit)], dtype=np.int64
+        )
+        prefixes = [self._prefix(key, cut) for key, cut in zip(keys, cuts)]
+        gen_batch.non_tensor_batch.update(self._columns(keys, prefixes, [cut.max_new_tokens for cut in cuts]))
+        batch.non_tensor_batch[KEY_COLUMN] = _object_array(keys)
+        batch.non_tensor_batch[HIT_COLUMN] = hit
+        batch.non_tensor_batch[STALENESS_COLUMN] = staleness
+
+        output = manager.generate_sequences(gen_batch.repeat(repeat_times=self.group_size, interleave=True))
+        rows.prefix_lens.append(np.asarray(output.non_tensor_batch[OUT_PREFIX_LEN], dtype=np.int64))
+        rows.suffix_lens.append(np.asarray(output.non_tensor_batch[OUT_GENERATED], dtype=np.int64))
+        rows.group_ids.append(np.repeat(np.asarray(batch.non_tensor_batch["uid"], dtype=object), self.group_size))
+        rows.cache_hit.append(np.repeat(hit, self.group_size))
+        rows.staleness.append(np.repeat(staleness, self.group_size))
+        return output
+
+    def update_cache(self, batch: DataProto, step: int) -> int:
+        """Store one answer of each group (p_best: best, else uniform over all G). Returns entries written.
+
+        Called after rewards, before any DAPO filter: a group whose answers all scored the same still refreshes
+        its entry."""
+        if not self.config.cache.update:
+            return 0
+        keys = batch.non_tensor_batch[KEY_COLUMN]
+        uids = batch.non_tensor_batch["uid"]
+        scores = sequence_scores(batch)
+        accs = accuracies(batch)
+        responses = response_ids(batch)
+        logprobs = response_logprobs(batch) if self.config.cache.store_logprobs else [None] * len(batch)
+        members: dict[Any, list[int]] = {}
+        for row, uid in enumerate(uids):
+            members.setdefault(uid, []).append(row)
+        written_keys: list[str] = []
+        entries: list[CacheEntry] = []
+        for group in members.values():
+            choice = choose_replacement(
+                [float(scores[i]) for i in group],
+                None if accs is None else [accs[i] for i in group],
+                self.config.cache.replacement,
+                self.rng,
+            )
+            if choice is None:
+                continue
+            row = group[choice]
+            written_keys.append(str(keys[row]))
+            entries.append(self._entry(responses[row], logprobs[row], scores[row], accs, row, step, "rpo"))
+        self.cache.put_many(written_keys, entries)
+        return len(entries)
+
+    def _seed(self, manager: Any, gen_batch: DataProto, keys: list[str], cold: list[int], step: int,
+              rows: RolloutRows) -> None:
+        """One full-length answer per cold prompt (the paper's cold start), written straight into the cache."""
+        seed_batch = gen_batch.select_idxs(cold)
+        seed_batch.non_tensor_batch.update(
+            self._columns([keys[i] for i in cold], [np.zeros(0, np.int32)] * len(cold), [self.response_length] * len(cold))
+        )
+        padded, pad = pad_dataproto_to_divisor(seed_batch, self.num_workers)
+        output = unpad_dataproto(manager.generate_sequences(padded), pad)
+        responses = response_ids(output)
+        logprobs = response_logprobs(output) if self.config.cache.store_logprobs else [None] * len(output)
+        scores = sequence_scores(output)
+        accs = accuracies(output)
+        self.cache.put_many(
+            [keys[i] for i in cold],
+            [self._entry(responses[j], logprobs[j], scores[j], accs, j, step, "seed") for j in range(len(cold))],
+        )
+        rows.seed_count += len(cold)
+        rows.seed_tokens += int(sum(len(r) for r in responses))
+        if accs is not None:
+            rows.seed_acc.extend(float(bool(a)) for a in accs)
+
+    def _cuts(self, keys: list[str]) -> list[Cut]:
+        """Per-sample cut points; a prompt still without an entry (full_group cold start) gets a full rollout."""
+        entries = [self.cache.get(key) for key in keys]
+        lengths = [0 if entry is None else len(entry.response_ids) for entry in entries]
+        cuts = sample_cuts(lengths, self.response_length, self.config.truncation, self.rng)
+        return [cut if entry is not None else Cut(0, self.response_length) for cut, entry in zip(cuts, entries)]
+
+    def _prefix(self, key: str, cut: Cut) -> np.ndarray:
+        entry = self.cache.get(key)
+        if entry is None:
+            return np.zeros(0, dtype=np.int32)
+        return np.asarray(entry.response_ids[: cut.prefix_len], dtype=np.int32)
+
+    def _columns(self, keys: list[str], prefixes: list[np.ndarray], budgets: list[int]) -> dict[str, np.ndarray]:
+        columns = {
+            "agent_name": _object_array([RPO_AGENT_NAME] * len(keys)),
+            PREFIX_IDS: _object_array(prefixes),
+            MAX_NEW_TOKENS: np.asarray(budgets, dtype=np.int64),
+            LOSS_ON_PREFIX: np.full(len(keys), self.config.loss_on_prefix, dtype=bool),
+        }
+        if self.config.cache.store_logprobs:
+            cached = []
+            for key, prefix in zip(keys, prefixes):
+                entry = self.cache.get(key)
+                logprobs = None if entry is None or entry.logprobs is None else entry.logprobs[: len(prefix)]
+                cached.append(logprobs if logprobs is not None and len(logprobs) == len(prefix) else None)
+            columns[PREFIX_LOGPROBS] = _object_array(cached)
+        return columns
+
+    def _entry(self, ids: np.ndarray, logprobs: Optional[np.ndarray], score: float,
+               accs: Optional[list[Optional[bool]]], row: int, step: int, source: str) -> CacheEntry:
+        return CacheEntry(
+            response_ids=ids,
+            logprobs=logprobs,
+            score=float(score),
+            acc=None if accs is None else accs[row],
+            step=int(step),
+            source=source,  # type: ignore[arg-type]
+            finished=bool(len(ids) > 0 and int(ids[-1]) in self.eos_token_ids),
+        )
