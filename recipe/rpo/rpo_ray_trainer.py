@@ -38,7 +38,7 @@ from verl_ext.cache import ExperienceCache, tokenizer_fingerprint
 from verl_ext.checkpoint import load_rpo_state, prune_rpo_files, save_rpo_state
 from verl_ext.group_filter import group_count, informative_rows
 from verl_ext.metrics import compute_rpo_metrics
-from verl_ext.rollout.partial import PartialRollout, RolloutRows, response_lengths
+from verl_ext.rollout.partial import PartialRollout, RolloutRows, prefix_loss_tokens, response_lengths
 from verl_ext.rpo_config import RPOConfig, check_supported
 
 
@@ -332,6 +332,8 @@ class RayRPOTrainer(RayPPOTrainer):
         if self.config.trainer.critic_warmup > self.global_steps:
             self.checkpoint_manager.update_weights(self.global_steps)
             return batch
+        if self.partial_rollout is not None:
+            metrics.update(prefix_loss_tokens(batch))
         with marked_timer("update_actor", timing_raw, color="red"):
             actor_output = self._update_actor(batch)
         metrics.update(reduce_metrics(actor_output.meta_info["metrics"]))

@@ -7,12 +7,20 @@ platform is registered, no verl, vLLM or torch internal is touched.
 from . import PLATFORM_NAME, cpu_platform_selected
 
 if cpu_platform_selected():
+    import logging
+
     from verl.plugin.platform.platform_manager import PlatformRegistry
 
+    from .compat import BackendCompatibilityError
     from .platform import PlatformCPU
     from .verl_patches import patch_process_group_backend, patch_vllm_version_lookup, register_fsdp_engines_for_cpu
 
     PlatformRegistry.register(platform=PLATFORM_NAME)(PlatformCPU)
-    patch_vllm_version_lookup()
-    patch_process_group_backend()
-    register_fsdp_engines_for_cpu()
+    try:
+        patch_vllm_version_lookup()
+        patch_process_group_backend()
+        register_fsdp_engines_for_cpu()
+    except BackendCompatibilityError as exc:
+        # verl imports plugins under `except Exception` and logs their failures at DEBUG only: say it at ERROR.
+        logging.getLogger(__name__).error("%s", exc)
+        raise

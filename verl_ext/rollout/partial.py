@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import numpy as np
+import torch
 
 from verl import DataProto
 from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
@@ -71,6 +72,21 @@ def accuracies(output: DataProto) -> Optional[list[Optional[bool]]]:
     if "acc" not in output.non_tensor_batch:
         return None
     return [None if value is None else bool(value) for value in output.non_tensor_batch["acc"]]
+
+
+def prefix_loss_tokens(batch: DataProto) -> dict[str, float]:
+    """How many cached-prefix tokens the batch's response_mask lets into the loss, and how many tokens it lets in.
+
+    Computed on the batch that reaches the actor update, so it checks what the policy loss really sees: with
+    ``rpo.loss_on_prefix=false`` ``rpo/prefix_tokens_in_loss`` must be 0."""
+    mask = batch.batch["response_mask"]
+    prefix_lens = torch.as_tensor(np.asarray(batch.non_tensor_batch[OUT_PREFIX_LEN], dtype=np.int64))
+    positions = torch.arange(mask.shape[-1]).unsqueeze(0)
+    in_prefix = positions < prefix_lens.unsqueeze(-1)
+    return {
+        "rpo/prefix_tokens_in_loss": float((mask.bool() & in_prefix).sum().item()),
+        "rpo/loss_tokens": float(mask.sum().item()),
+    }
 
 
 @dataclass

