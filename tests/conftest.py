@@ -41,7 +41,7 @@ class JobResult:
 
 
 def stop_ray() -> None:
-    """Stop any Ray cluster a killed driver left behind (tests run one verl job at a time)."""
+    """Stop the Ray cluster a killed driver left behind (a driver that exits normally shuts its cluster down)."""
     ray_bin = Path(sys.executable).with_name("ray")
     subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120, check=False)
 
@@ -81,10 +81,12 @@ def run_verl_job(tmp_path: Path) -> Callable[..., JobResult]:
                 else:
                     returncode = _wait_or_kill(proc, kill_when, timeout)
             finally:
+                killed = proc.poll() is None or kill_when is not None
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
-                stop_ray()
+                if killed:
+                    stop_ray()
         metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
         return JobResult(returncode, log_path.read_text(errors="replace"), metrics)
 

@@ -21,6 +21,8 @@ from verl.trainer.ppo.utils import create_rl_dataset, create_rl_sampler, need_cr
 from verl.utils.config import validate_config
 from verl.utils.device import auto_set_device
 
+from .rpo_ray_trainer import RayRPOTrainer
+
 
 def attach_rpo_agent_loop(config) -> None:
     """Point verl's agent-loop workers at the YAML that registers ``rpo_agent`` (unless the user set a file)."""
@@ -45,15 +47,18 @@ def check_platform(config) -> None:
 
 
 class RPOTaskRunner(BaseTaskRunner):
-    """verl's legacy TaskRunner with the RPO trainer and RPO's start-up data checks."""
+    """verl's legacy TaskRunner with the RPO trainer and RPO's start-up data checks.
+
+    ``trainer_cls`` is the trainer ``run`` builds; a subclass of the runner may point it at a subclass of
+    :class:`RayRPOTrainer` (scripts/bench_rollout.py does, to alternate full-path and RPO steps)."""
+
+    trainer_cls: type[RayRPOTrainer] = RayRPOTrainer
 
     def run(self, config) -> None:
         from verl.utils.config import omega_conf_to_dataclass
         from verl.utils.dataset.rl_dataset import collate_fn
         from verl.workers.config import HFModelConfig
         from verl_ext.data_checks import check_training_data
-
-        from .rpo_ray_trainer import RayRPOTrainer
 
         print(f"RPOTaskRunner hostname: {socket.gethostname()}, PID: {os.getpid()}")
         pprint(OmegaConf.to_container(config, resolve=True))
@@ -83,7 +88,7 @@ class RPOTaskRunner(BaseTaskRunner):
                 train_dataset, tokenizer, config.data, files=config.data.train_files, key_mode=config.rpo.cache.key
             )
 
-        trainer = RayRPOTrainer(
+        trainer = self.trainer_cls(
             config=config,
             tokenizer=tokenizer,
             processor=processor,
@@ -99,14 +104,20 @@ class RPOTaskRunner(BaseTaskRunner):
         trainer.fit()
 
 
-@hydra.main(config_path="config", config_name="rpo_trainer", version_base=None)
-def main(config) -> None:
+def run_rpo(config, task_runner_cls: type[RPOTaskRunner] = RPOTaskRunner) -> None:
+    """Everything ``main`` does once hydra has composed ``config``: checks, resolution, then verl's ``run_ppo``
+    with ``task_runner_cls`` (a subclass of :class:`RPOTaskRunner`) as the TaskRunner actor."""
     check_platform(config)
     OmegaConf.resolve(config)  # ${oc.env:...} paths resolve here, where the launching shell's environment is
     auto_set_device(config)
     config = migrate_legacy_reward_impl(config)
     attach_rpo_agent_loop(config)
-    run_ppo(config, task_runner_class=ray.remote(num_cpus=1)(RPOTaskRunner))
+    run_ppo(config, task_runner_class=ray.remote(num_cpus=1)(task_runner_cls))
+
+
+@hydra.main(config_path="config", config_name="rpo_trainer", version_base=None)
+def main(config) -> None:
+    run_rpo(config)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Command line of the tiny assets.
 
-* ``python -m verl_ext.tiny build --out DIR [--preset tiny] [--n-train 256 ...]``: writes DIR/model (config,
+* ``python -m verl_ext.tiny build --out DIR [--preset tiny] [--n-train 256 ...] [--max-positions 1024]``: writes DIR/model (config,
   safetensors weights, tokenizer) and DIR/data/{train,val,sft}.parquet, or does nothing when DIR already holds a
   build with the same parameters.
 * ``python -m verl_ext.tiny warmup --assets DIR [--steps N] [--lr X] ...``: supervised warm-up of DIR/model with
@@ -31,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--dtype", choices=["float32", "bfloat16"], default=_BUILD_DEFAULTS.dtype)
     for name in ("seed", "n_train", "n_val", "n_sft", "min_digits", "max_digits"):
         build.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(_BUILD_DEFAULTS, name))
+    build.add_argument(
+        "--max-positions", type=int, default=_BUILD_DEFAULTS.max_positions,
+        help="context length of the model (max_position_embeddings; caps vLLM's max_model_len)",
+    )
 
     warmup = commands.add_parser("warmup", help="SFT warm-up with verl's SFT trainer into DIR/warm (idempotent)")
     warmup.add_argument("--assets", required=True, help="a directory written by `build`")

@@ -27,6 +27,13 @@ class TinyBuildParams:
     min_digits: int = 2
     max_digits: int = 3
     dtype: str = "float32"
+    # Context length of the model (max_position_embeddings, which caps vLLM's max_model_len).
+    max_positions: int = 1024
+
+
+# Fields added after BUILD_FORMAT 1 stay out of the stamp at their default, so builds stamped before they existed
+# are still current (same files): field -> default.
+_OMITTED_AT_DEFAULT = {"max_positions": 1024}
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,11 @@ class TinyAssets:
 
 
 def _stamp(params: TinyBuildParams) -> dict:
-    return {"format": BUILD_FORMAT, **asdict(params)}
+    fields = {
+        name: value for name, value in asdict(params).items()
+        if not (name in _OMITTED_AT_DEFAULT and value == _OMITTED_AT_DEFAULT[name])
+    }
+    return {"format": BUILD_FORMAT, **fields}
 
 
 def is_current(out_dir: str | Path, params: TinyBuildParams) -> bool:
@@ -72,8 +83,11 @@ def build_tiny_assets(out_dir: str | Path, params: TinyBuildParams) -> TinyAsset
     assets.model_dir.mkdir(parents=True, exist_ok=True)
     assets.train_path.parent.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = build_tokenizer(assets.model_dir)
-    build_model(assets.model_dir, tokenizer, preset=params.preset, seed=params.seed, dtype=params.dtype)
+    tokenizer = build_tokenizer(assets.model_dir, model_max_length=params.max_positions)
+    build_model(
+        assets.model_dir, tokenizer, preset=params.preset, seed=params.seed, dtype=params.dtype,
+        max_positions=params.max_positions,
+    )
     digits = {"min_digits": params.min_digits, "max_digits": params.max_digits}
     write_rl_parquet(assets.train_path, params.n_train, params.seed, "train", **digits)
     write_rl_parquet(assets.val_path, params.n_val, params.seed, "val", **digits)

@@ -15,6 +15,8 @@ import torch
 from transformers import GenerationConfig, PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
 HEAD_DIM = 64
+# Default context length. RoPE has no position weights, so a longer context (``max_positions``) gives the same
+# weights for the same seed; only config.json changes.
 MAX_POSITION_EMBEDDINGS = 1024
 
 PresetName = Literal["tiny", "small"]
@@ -43,11 +45,21 @@ PRESETS: dict[str, ModelPreset] = {
 }
 
 
-def build_config(tokenizer: PreTrainedTokenizerBase, preset: PresetName, dtype: DtypeName) -> Qwen2Config:
+def build_config(
+    tokenizer: PreTrainedTokenizerBase,
+    preset: PresetName,
+    dtype: DtypeName,
+    max_positions: int = MAX_POSITION_EMBEDDINGS,
+) -> Qwen2Config:
     """The Qwen2 config for ``preset``, its vocabulary exactly the tokenizer's so no model id lacks a token.
+
+    ``max_positions`` is the context length (max_position_embeddings), which also caps vLLM's max_model_len: the
+    rollout benchmark needs prompt + response > 1024 for 2048- and 4096-token response budgets.
 
     bos_token_id is the pad token, as in Qwen2.5's own config: ChatML prepends no BOS, but some loaders expect
     the field to hold a valid id."""
+    if max_positions < 1:
+        raise ValueError(f"max_positions must be >= 1, got {max_positions}")
     shape = PRESETS[preset]
     return Qwen2Config(
         vocab_size=len(tokenizer),
@@ -56,7 +68,7 @@ def build_config(tokenizer: PreTrainedTokenizerBase, preset: PresetName, dtype: 
         num_hidden_layers=shape.num_hidden_layers,
         num_attention_heads=shape.num_attention_heads,
         num_key_value_heads=shape.num_key_value_heads,
-        max_position_embeddings=MAX_POSITION_EMBEDDINGS,
+        max_position_embeddings=int(max_positions),
         tie_word_embeddings=True,
         bos_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -72,13 +84,14 @@ def build_model(
     preset: PresetName = "tiny",
     seed: int = 0,
     dtype: DtypeName = "float32",
+    max_positions: int = MAX_POSITION_EMBEDDINGS,
 ) -> Qwen2ForCausalLM:
     """Initialises a Qwen2ForCausalLM with a fixed seed and saves it to ``out_dir`` as safetensors, with a
     generation_config.json whose eos is the tokenizer's, so generation stops at the end of the assistant turn.
 
     The same (tokenizer, preset, seed, dtype) always gives the same weights, so tests and experiments are
     reproducible without shipping a checkpoint."""
-    config = build_config(tokenizer, preset, dtype)
+    config = build_config(tokenizer, preset, dtype, max_positions)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config).to(getattr(torch, dtype))
     model.generation_config = GenerationConfig(

@@ -46,12 +46,13 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer(out_dir: str | Path) -> PreTrainedTokenizerBase:
+def build_tokenizer(out_dir: str | Path, model_max_length: int = 1024) -> PreTrainedTokenizerBase:
     """Builds the tokenizer, saves it to ``out_dir`` and returns it; ``AutoTokenizer.from_pretrained(out_dir)``
     (and vLLM) give back an equivalent tokenizer.
 
     The chat template goes into tokenizer_config.json rather than transformers 5's separate chat_template.jinja,
-    so readers of either transformers generation find it."""
+    so readers of either transformers generation find it. ``model_max_length`` should be the model's context
+    length (``max_positions`` of the build)."""
     vocab = {token: token_id for token_id, token in enumerate(SPECIAL_TOKENS + BYTE_SYMBOLS)}
     tokenizer = Qwen2Tokenizer(
         vocab=vocab,
@@ -59,7 +60,7 @@ def build_tokenizer(out_dir: str | Path) -> PreTrainedTokenizerBase:
         unk_token=UNK_TOKEN,
         eos_token=EOS_TOKEN,
         pad_token=PAD_TOKEN,
-        model_max_length=1024,
+        model_max_length=int(model_max_length),
         clean_up_tokenization_spaces=False,
     )
     tokenizer.add_special_tokens({"additional_special_tokens": [CHAT_TURN_START]})

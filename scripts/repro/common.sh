@@ -1,0 +1,35 @@
+# Sourced by the reproduction scripts (train.sh, eval.sh): the model-size table, the data files that
+# scripts/repro/prepare_data.sh writes, and `launch`, which runs the recipe or, with DRY_RUN=1, only prints the
+# config it would run with. Every value is an environment variable with a default: ${VAR:-default}.
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# `python -m recipe.rpo.main_rpo` must find this checkout's recipe from any working directory.
+export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+PYTHON=${PYTHON:-python3}
+
+# The paper's two models. Rollout tensor parallelism: the 7B model's KV cache for G=16 long answers wants 2 GPUs.
+MODEL_SIZE=${MODEL_SIZE:-1.5b}
+case "$MODEL_SIZE" in
+  1.5b) MODEL_PATH=${MODEL_PATH:-deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B}; ROLLOUT_TP=${ROLLOUT_TP:-1} ;;
+  7b) MODEL_PATH=${MODEL_PATH:-deepseek-ai/DeepSeek-R1-Distill-Qwen-7B}; ROLLOUT_TP=${ROLLOUT_TP:-2} ;;
+  *) echo "MODEL_SIZE must be 1.5b or 7b, got '$MODEL_SIZE'" >&2; exit 2 ;;
+esac
+
+# Outputs of scripts/repro/prepare_data.sh (data_prep/prepare.py): open-rs for training, four benchmarks to validate.
+DATA_DIR=${DATA_DIR:-$HOME/data/rpo}
+TRAIN_FILES=${TRAIN_FILES:-$DATA_DIR/open_rs.parquet}
+VAL_FILES=${VAL_FILES:-"['$DATA_DIR/aime2024.parquet','$DATA_DIR/aime2025.parquet','$DATA_DIR/amc2023.parquet','$DATA_DIR/math500.parquet']"}
+
+N_GPUS=${N_GPUS:-8}
+NNODES=${NNODES:-1}
+PROJECT_NAME=${PROJECT_NAME:-rpo-repro}
+LOGGER=${LOGGER:-"['console','wandb']"}
+
+# Run recipe/rpo/main_rpo.py with these hydra overrides; DRY_RUN=1: print the composed, resolved config and stop
+# (no Ray, no GPU; model and data paths need not exist).
+launch() {
+  if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    exec "$PYTHON" "$REPO_ROOT/scripts/repro/compose.py" "$@"
+  fi
+  exec "$PYTHON" -m recipe.rpo.main_rpo "$@"
+}
