@@ -108,7 +108,7 @@ class RPOAgentLoop(AgentLoopBase):
             {OUT_PREFIX_LEN: len(prefix), OUT_GENERATED: len(suffix), "turn_scores": [], "tool_rewards": []}
         )
         return AgentLoopOutput(
-            prompt_ids=prompt_ids + prefix,
+            prompt_ids=prompt_ids,
             response_ids=prefix + suffix,
             response_mask=[prefix_mask] * len(prefix) + [1] * len(suffix),
             response_logprobs=response_logprobs,
