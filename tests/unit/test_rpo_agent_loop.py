@@ -252,13 +252,17 @@ async def test_a_prefix_that_fills_the_response_raises_before_generating(tokeniz
     """A prefix of R tokens leaves no room for a suffix; a budget clamped to 1 by the server would overflow R."""
     engine = ScriptedEngine()
     with pytest.raises(ValueError, match=r"rollout\.response_length"):
-        await run_rpo(engine, tokenizer, **{PREFIX_IDS: list(range(3, 3 + RESPONSE_LENGTH + extra)), MAX_NEW_TOKENS: 4})
+        await run_rpo(
+            engine, tokenizer, **{PREFIX_IDS: list(range(3, 3 + RESPONSE_LENGTH + extra)), MAX_NEW_TOKENS: 4}
+        )
     assert engine.calls == []
 
 
 async def test_numpy_columns_become_plain_python_lists(tokenizer, prompt_ids, prefix):
     """Columns arrive as numpy scalars and arrays; the output must hold plain ints/floats for verl's padding."""
-    kwargs = row_kwargs(**{PREFIX_IDS: prefix, MAX_NEW_TOKENS: 4, LOSS_ON_PREFIX: False, PREFIX_LOGPROBS: [-0.5] * len(prefix)})
+    kwargs = row_kwargs(
+        **{PREFIX_IDS: prefix, MAX_NEW_TOKENS: 4, LOSS_ON_PREFIX: False, PREFIX_LOGPROBS: [-0.5] * len(prefix)}
+    )
     assert isinstance(kwargs[PREFIX_IDS], np.ndarray) and isinstance(kwargs[MAX_NEW_TOKENS], np.integer)
     assert isinstance(kwargs[LOSS_ON_PREFIX], np.bool_) and isinstance(kwargs[PREFIX_LOGPROBS], np.ndarray)
 
