@@ -51,3 +51,21 @@ def test_interrupted_build_is_redone(tmp_path):
     assets = ensure_tiny_assets(out_dir, **params)
     assets.sft_path.unlink()
     assert ensure_tiny_assets(out_dir, **params).sft_path.is_file()
+
+
+def test_max_positions_option_and_old_stamps_stay_current(tmp_path, capsys):
+    out_dir = tmp_path / "tiny"
+    main(["build", "--out", str(out_dir), *SMALL_BUILD, "--max-positions", "4096"])
+    assets = TinyAssets.at(out_dir)
+    assert json.loads((assets.model_dir / "config.json").read_text())["max_position_embeddings"] == 4096
+    assert json.loads((assets.model_dir / "tokenizer_config.json").read_text())["model_max_length"] == 4096
+    assert json.loads((out_dir / STAMP_NAME).read_text())["max_positions"] == 4096
+    capsys.readouterr()
+    main(["build", "--out", str(out_dir), *SMALL_BUILD])  # the default context is another build
+    assert capsys.readouterr().out.startswith("built")
+    assert json.loads((assets.model_dir / "config.json").read_text())["max_position_embeddings"] == 1024
+
+    # A build stamped before max_positions existed (format 1, no such key) is still current at the default.
+    stamp = json.loads((out_dir / STAMP_NAME).read_text())
+    assert "max_positions" not in stamp
+    assert ensure_tiny_assets(out_dir, n_train=8, n_val=4, n_sft=16, seed=1) == assets

@@ -65,3 +65,17 @@ def test_same_seed_same_weights(tmp_path, tokenizer, model_dir):
     saved = AutoModelForCausalLM.from_pretrained(model_dir)
     for (name, expected), actual in zip(saved.state_dict().items(), rebuilt.state_dict().values(), strict=True):
         assert torch.equal(expected, actual), name
+
+
+def test_max_positions_sets_the_context_and_keeps_the_weights(tmp_path, tokenizer, model_dir):
+    from transformers import AutoModelForCausalLM
+
+    assert build_config(tokenizer, "tiny", "float32").max_position_embeddings == 1024
+    longer = build_model(tmp_path, tokenizer, preset="tiny", seed=0, max_positions=4096)
+    assert json.loads((tmp_path / "config.json").read_text())["max_position_embeddings"] == 4096
+    # RoPE has no position weights: the same seed gives the same weights whatever the context length.
+    saved = AutoModelForCausalLM.from_pretrained(model_dir)
+    for (name, expected), actual in zip(saved.state_dict().items(), longer.state_dict().values(), strict=True):
+        assert torch.equal(expected, actual), name
+    with pytest.raises(ValueError):
+        build_config(tokenizer, "tiny", "float32", max_positions=0)

@@ -46,7 +46,7 @@ def test_missing_weights_mean_not_current(tmp_path: Path) -> None:
 
 def test_without_a_build_the_error_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(warmup.WarmupError, match="verl_ext.tiny build"):
-        warmup.is_current(tmp_path, PARAMS)
+        warmup.warm_up(tmp_path, PARAMS)
 
 
 def test_cli_does_nothing_when_current(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -141,11 +141,15 @@ def _run_streaming(command: list[str], cwd: Path, log_path: Path, console: TextI
         command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
     ) as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            log.write(line)
-            console.write(line)
-            console.flush()
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                log.write(line)
+                console.write(line)
+                console.flush()
+        except BaseException:
+            proc.kill()  # torchrun and its trainer must not outlive an interrupted warm-up
+            raise
     output = "".join(lines)
     if proc.returncode != 0:
         tail = "".join(lines[-40:])
