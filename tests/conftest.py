@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, Optional
 
 import pytest
@@ -22,6 +24,19 @@ def tiny_assets(tmp_path_factory: pytest.TempPathFactory):
     from verl_ext.tiny import ensure_tiny_assets
 
     return ensure_tiny_assets(tmp_path_factory.mktemp("tiny_assets"))
+
+
+@pytest.fixture(scope="session")
+def load_script() -> Callable[[str], ModuleType]:
+    """Import ``scripts/<name>.py`` as a module (scripts are not a package), for tests of their pure helpers."""
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @dataclass

@@ -16,10 +16,7 @@ pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHED_PROMPTS = 8
-PROMPTS = 4
-GROUP = 2
-RESPONSE = 32
-SUFFIX_BUDGET = 8
+RESPONSE = 32  # the cached answers must fit the recipe run's response budget (tests/integration/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -36,29 +33,6 @@ def offline_cache(tiny_assets, tmp_path_factory) -> Path:
     return out
 
 
-def recipe_args(assets, ckpt_dir: Path, *extra: str) -> list[str]:
-    return [
-        "--config-name", "rpo_cpu_tiny",
-        f"data.train_files={assets.train_path}",
-        f"data.val_files={assets.val_path}",
-        f"actor_rollout_ref.model.path={assets.model_dir}",
-        f"data.train_max_samples={PROMPTS}",
-        "data.shuffle=false",
-        f"data.train_batch_size={PROMPTS}",
-        f"data.max_response_length={RESPONSE}",
-        f"actor_rollout_ref.rollout.n={GROUP}",
-        f"actor_rollout_ref.actor.ppo_mini_batch_size={PROMPTS}",
-        f"rpo.truncation.max_new_tokens={SUFFIX_BUDGET}",
-        "trainer.val_before_train=false",
-        "trainer.test_freq=-1",
-        "trainer.total_training_steps=1",
-        "trainer.save_freq=-1",
-        "trainer.logger=[console,file]",
-        f"trainer.default_local_dir={ckpt_dir}",
-        *extra,
-    ]
-
-
 def test_cache_file_has_one_answer_per_prompt_for_the_tiny_tokenizer(tiny_assets, offline_cache):
     tokenizer = AutoTokenizer.from_pretrained(tiny_assets.model_dir)
     cache = ExperienceCache.load(offline_cache, expected_tokenizer_fingerprint=tokenizer_fingerprint(tokenizer),
@@ -72,14 +46,14 @@ def test_cache_file_has_one_answer_per_prompt_for_the_tiny_tokenizer(tiny_assets
         assert (entry.logprobs <= 0).all()
 
 
-def test_warm_start_skips_the_seed_pass(tiny_assets, offline_cache, run_verl_job, tmp_path):
+def test_warm_start_skips_the_seed_pass(tiny_run, offline_cache, run_verl_job, tmp_path):
     result = run_verl_job(
         "recipe.rpo.main_rpo",
-        recipe_args(tiny_assets, tmp_path / "ckpt", f"rpo.cache.init_path={offline_cache}"),
+        tiny_run.args(tmp_path / "ckpt", f"rpo.cache.init_path={offline_cache}", "trainer.total_training_steps=1"),
     )
     assert result.returncode == 0, result.tail()
     assert f"rpo: warm start from {offline_cache} ({CACHED_PROMPTS} entries)" in result.output
     step = result.step(1)
     assert step["rpo/seed_count"] == 0
     assert step["rpo/cache_hit_rate"] == 1.0
-    assert step["rpo/suffix_len_max"] <= SUFFIX_BUDGET
+    assert step["rpo/suffix_len_max"] <= tiny_run.suffix_budget

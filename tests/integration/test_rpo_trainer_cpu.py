@@ -6,57 +6,33 @@ prompt of step 1: with RPO it is all cache hits and generates only suffixes.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from verl_ext.cache import CacheFileError, ExperienceCache
 
 pytestmark = pytest.mark.slow
 
-PROMPTS = 4
-GROUP = 2
-RESPONSE = 32
-SUFFIX_BUDGET = 8
-SEEN_KEYS = {f"tiny_arith:{i}" for i in range(PROMPTS)}
+
+# The paper's GRPO (and scripts/repro's): k3 KL to a frozen reference as a loss term, which brings in verl's
+# forward-only reference model (an FSDP2 module with a CPU offload policy).
+KL_LOSS = ("actor_rollout_ref.actor.use_kl_loss=true", "actor_rollout_ref.actor.kl_loss_coef=0.04",
+           "actor_rollout_ref.actor.kl_loss_type=low_var_kl")
 
 
-def recipe_args(assets, ckpt_dir: Path, *extra: str) -> list[str]:
-    return [
-        "--config-name", "rpo_cpu_tiny",
-        f"data.train_files={assets.train_path}",
-        f"data.val_files={assets.val_path}",
-        f"actor_rollout_ref.model.path={assets.model_dir}",
-        f"data.train_max_samples={PROMPTS}",
-        "data.shuffle=false",
-        f"data.train_batch_size={PROMPTS}",
-        f"data.max_response_length={RESPONSE}",
-        f"actor_rollout_ref.rollout.n={GROUP}",
-        f"actor_rollout_ref.actor.ppo_mini_batch_size={PROMPTS}",
-        f"rpo.truncation.max_new_tokens={SUFFIX_BUDGET}",
-        "trainer.val_before_train=false",
-        "trainer.test_freq=-1",
-        "trainer.total_training_steps=2",
-        "trainer.logger=[console,file]",
-        f"trainer.default_local_dir={ckpt_dir}",
-        *extra,
-    ]
-
-
-def test_rpo_grpo_generates_only_suffixes_and_masks_the_prefix(tiny_assets, run_verl_job, tmp_path):
-    rpo = run_verl_job("recipe.rpo.main_rpo", recipe_args(tiny_assets, tmp_path / "rpo", "trainer.save_freq=2"))
+def test_rpo_grpo_generates_only_suffixes_and_masks_the_prefix(tiny_run, run_verl_job, tmp_path):
+    rpo = run_verl_job("recipe.rpo.main_rpo", tiny_run.args(tmp_path / "rpo", "trainer.save_freq=2", *KL_LOSS))
     assert rpo.returncode == 0, rpo.tail()
     baseline = run_verl_job(
         "recipe.rpo.main_rpo",
-        recipe_args(tiny_assets, tmp_path / "base", "rpo.enable=false", "trainer.save_freq=-1"),
+        tiny_run.args(tmp_path / "base", "rpo.enable=false", "trainer.save_freq=-1"),
         metrics_name="baseline.jsonl",
     )
     assert baseline.returncode == 0, baseline.tail()
 
     step1, step2 = rpo.step(1), rpo.step(2)
-    assert step1["rpo/seed_count"] == PROMPTS and step1["rpo/cache_hit_rate"] == 0.0
+    assert step1["rpo/seed_count"] == tiny_run.prompts and step1["rpo/cache_hit_rate"] == 0.0
     assert step2["rpo/seed_count"] == 0 and step2["rpo/cache_hit_rate"] == 1.0
-    assert step2["rpo/suffix_len_max"] <= SUFFIX_BUDGET
+    assert step2["rpo/suffix_len_max"] <= tiny_run.suffix_budget
     assert step2["rpo/generated_tokens"] < baseline.step(2)["rpo/generated_tokens"]
     for step in (step1, step2):
         # Suffix-only loss: no cached-prefix token is in the response_mask the actor update sees, and every
@@ -66,19 +42,22 @@ def test_rpo_grpo_generates_only_suffixes_and_masks_the_prefix(tiny_assets, run_
     assert step2["rpo/prefix_tokens"] > 0
     # verl's own check that rollout and actor agree on the generated tokens' log-probs.
     assert step2["training/rollout_probs_diff_max"] < 0.05
+    # The reference model ran: step 1's update starts from the reference weights (KL 0), step 2's does not.
+    assert step1["actor/kl_loss"] == pytest.approx(0.0, abs=1e-6)
+    assert 0.0 < step2["actor/kl_loss"] < 1.0
 
     cache = ExperienceCache.load(tmp_path / "rpo" / "global_step_2" / "rpo_cache.parquet")
-    assert set(cache) == SEEN_KEYS
-    assert all(entry.step in (1, 2) and len(entry.response_ids) <= RESPONSE for _, entry in cache.items())
+    assert set(cache) == tiny_run.keys
+    assert all(entry.step in (1, 2) and len(entry.response_ids) <= tiny_run.response for _, entry in cache.items())
 
 
-def test_rpo_dapo_filters_groups(tiny_assets, run_verl_job, tmp_path):
+def test_rpo_dapo_filters_groups(tiny_run, run_verl_job, tmp_path):
     # A random model never answers correctly, so filter on the shaped score (length term varies) to exercise the
     # filter and the extra generation batches; the recipe's default metric is acc.
     result = run_verl_job(
         "recipe.rpo.main_rpo",
-        recipe_args(
-            tiny_assets, tmp_path / "dapo",
+        tiny_run.args(
+            tmp_path / "dapo",
             "algorithm.filter_groups.enable=true", "algorithm.filter_groups.metric=score",
             "algorithm.filter_groups.max_num_gen_batches=8", "actor_rollout_ref.actor.clip_ratio_high=0.28",
             "reward.reward_manager.name=dapo",
@@ -93,10 +72,10 @@ def test_rpo_dapo_filters_groups(tiny_assets, run_verl_job, tmp_path):
     assert result.step(2)["rpo/cache_hit_rate"] == 1.0
 
 
-def test_kill_and_resume_restores_the_cache_and_the_step(tiny_assets, run_verl_job, tmp_path):
+def test_kill_and_resume_restores_the_cache_and_the_step(tiny_run, run_verl_job, tmp_path):
     ckpt = tmp_path / "ckpt"
     tracker = ckpt / "latest_checkpointed_iteration.txt"
-    args = recipe_args(tiny_assets, ckpt, "trainer.save_freq=1", "trainer.total_training_steps=3")
+    args = tiny_run.args(ckpt, "trainer.save_freq=1", "trainer.total_training_steps=3")
 
     killed = run_verl_job(
         "recipe.rpo.main_rpo", args,
@@ -105,7 +84,7 @@ def test_kill_and_resume_restores_the_cache_and_the_step(tiny_assets, run_verl_j
     )
     assert killed.returncode != 0, "the job finished before it could be killed"
     saved = ExperienceCache.load(ckpt / "global_step_2" / "rpo_cache.parquet")
-    assert set(saved) == SEEN_KEYS
+    assert set(saved) == tiny_run.keys
 
     # rpo.cache.update=false on resume: the cache written at step 3 then equals the restored one exactly when the
     # restore was faithful (every prompt already has an entry, so nothing is seeded either).

@@ -4,21 +4,16 @@ The benchmark run itself (Ray, vLLM, the trainer) is a script, not a test; nothi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_rollout.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_rollout", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script("bench_rollout")
 
 
 def _line(step, rpo, warmup, tokens, gen_s, step_s, **extra):

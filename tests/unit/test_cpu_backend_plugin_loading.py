@@ -72,7 +72,16 @@ def _observe(extra: str, *, platform: str | None, before_verl: str = "") -> dict
 def test_backend_is_inert_without_the_cpu_platform() -> None:
     """Without VERL_PLATFORM verl still imports the verl.plugins entry point, and that must be all: no platform,
     no patch, no engine registration, not even the platform or patch modules imported."""
-    observed = _observe("", platform=None)
+    observed = _observe(
+        """
+        from torch.distributed.fsdp import CPUOffloadPolicy
+        from verl.workers.engine.fsdp import transformer_impl
+
+        out["offload_policy_is_torchs"] = transformer_impl.CPUOffloadPolicy is CPUOffloadPolicy
+        """,
+        platform=None,
+    )
+    assert observed["offload_policy_is_torchs"] is True
     assert observed["verl_plugins"].get("verl_ext_cpu") == "verl_ext.cpu.verl_plugin"
     assert observed["vllm_plugins"].get("verl_ext_cpu") == "verl_ext.cpu.vllm_plugin:register"
     assert "verl_ext.cpu.verl_plugin" in observed["loaded"], "the entry point is expected to be imported by verl"
@@ -92,7 +101,8 @@ def test_backend_is_inert_without_the_cpu_platform() -> None:
 def test_cpu_platform_selected_activates_every_piece() -> None:
     """The positive twin: VERL_PLATFORM=cpu through the same entry point yields the cpu platform, verl's FSDP
     engines for cpu, the vLLM version answer, and a process group from verl's own backend string. The engine
-    registration is also shown idempotent and guarded against a changed EngineRegistry.register."""
+    registration is also shown idempotent and guarded against a changed EngineRegistry.register, and the offload
+    policy of forward-only models unpinned (and guarded against another shape)."""
     observed = _observe(
         """
         from verl.plugin.platform import get_platform
@@ -101,7 +111,8 @@ def test_cpu_platform_selected_activates_every_piece() -> None:
         from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead, FSDPEngineWithValueHead
         from verl_ext.cpu.compat import BackendCompatibilityError
         from verl_ext.cpu.device_module import cpu_device_module
-        from verl_ext.cpu.verl_patches import register_fsdp_engines_for_cpu
+        from verl_ext.cpu.verl_patches import patch_fsdp2_offload_pinning, register_fsdp_engines_for_cpu
+        from verl.workers.engine.fsdp import transformer_impl
 
         platform = get_platform()
         out["platform_class"] = type(platform).__module__ + "." + type(platform).__qualname__
@@ -135,6 +146,18 @@ def test_cpu_platform_selected_activates_every_piece() -> None:
             out["changed_register"] = str(exc)
         EngineRegistry.register = verls_register
 
+        # The forward-only (reference) model's offload policy: verl asks for pinned memory, which needs CUDA.
+        policy = transformer_impl.CPUOffloadPolicy(pin_memory=True)
+        out["offload_policy"] = [type(policy).__name__, policy.pin_memory]
+        verls_policy = transformer_impl.CPUOffloadPolicy
+        transformer_impl.CPUOffloadPolicy = type("CPUOffloadPolicy", (), {})
+        try:
+            patch_fsdp2_offload_pinning()
+            out["changed_offload_policy"] = "accepted"
+        except BackendCompatibilityError as exc:
+            out["changed_offload_policy"] = str(exc)
+        transformer_impl.CPUOffloadPolicy = verls_policy
+
         import os, socket
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -165,6 +188,9 @@ def test_cpu_platform_selected_activates_every_piece() -> None:
                  "('backend', 'model_type', 'device')"):
         assert part in observed["changed_register"]
     assert observed["process_group_backend"] == "gloo"
+    assert observed["offload_policy"] == ["CPUOffloadPolicy", False]
+    for part in ("transformer_impl.CPUOffloadPolicy", "verl 0.9.1", "torch's CPUOffloadPolicy"):
+        assert part in observed["changed_offload_policy"]
 
 
 def test_incompatible_internal_is_reported_when_loaded_by_verl() -> None:

@@ -81,3 +81,24 @@ def test_invalid_parameters_are_refused() -> None:
         warmup.WarmupParams(lr_scheduler="linear")
     with pytest.raises(ValueError, match="positive"):
         warmup.WarmupParams(steps=0)
+
+
+def test_a_relative_assets_dir_reaches_verl_as_an_absolute_model_path(tmp_path: Path, monkeypatch) -> None:
+    """verl's trainer runs in the run directory; a relative model path there is read as a hub repo id."""
+    import pandas as pd
+
+    _fake_build(tmp_path / "assets")
+    TinyAssets.at(tmp_path / "assets").sft_path.parent.mkdir(parents=True)
+    pd.DataFrame({"messages": [[]] * 8}).to_parquet(TinyAssets.at(tmp_path / "assets").sft_path)
+    seen: list[list[str]] = []
+
+    def fake_run(command, cwd, log_path, console):
+        seen.append(command)
+        raise warmup.WarmupError("stop here")
+
+    monkeypatch.setattr(warmup, "_run_streaming", fake_run)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(warmup.WarmupError, match="stop here"):
+        warmup.warm_up("assets", PARAMS)
+    model_path = next(arg.split("=", 1)[1] for arg in seen[0] if arg.startswith("model.path="))
+    assert Path(model_path).is_absolute() and Path(model_path) == (tmp_path / "assets" / "model")

@@ -1,4 +1,4 @@
-"""The three changes verl 0.9.1 needs beyond a platform class to run its trainer on CPU.
+"""The four changes verl 0.9.1 needs beyond a platform class to run its trainer on CPU.
 
 Each one only alters behaviour that fails outright on CPU, so it cannot change a run that works without it:
 
@@ -11,6 +11,10 @@ Each one only alters behaviour that fails outright on CPU, so it cannot change a
   lookup would otherwise raise ``PackageNotFoundError``.
 * verl's ``EngineRegistry``: its FSDP engines are registered for ``cuda`` and ``npu``; register the same classes
   for ``cpu`` (strategy ``fsdp2``; FSDP1 refuses CPU modules with ``sync_module_states``).
+* verl's FSDP engine builds every forward-only model (the reference policy of a KL loss or KL reward) with
+  ``CPUOffloadPolicy(pin_memory=True)``. Pinned memory needs a CUDA driver, so on CPU that fails at start-up ("Found
+  no NVIDIA driver"). The engine module's ``CPUOffloadPolicy`` is replaced by one that never pins; on a CPU device
+  pinning has nothing to speed up.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any, Callable
 
 import torch.distributed
 
-from .compat import require_attribute, require_parameters
+from .compat import BackendCompatibilityError, require_attribute, require_parameters
 
 TORCH_WRITTEN_FOR = "2.11.0"
 VERL_WRITTEN_FOR = "0.9.1"
@@ -135,3 +139,39 @@ def register_fsdp_engines_for_cpu() -> None:
         if all(registered.get(backend, {}).get("cpu") is engine_cls for backend in ("fsdp", "fsdp2")):
             continue
         registry_cls.register(model_type=model_type, backend=["fsdp", "fsdp2"], device=["cpu"])(engine_cls)
+
+
+def patch_fsdp2_offload_pinning() -> None:
+    """Make verl's FSDP engine build its CPU offload policies unpinned (see the module docstring)."""
+    from torch.distributed.fsdp import CPUOffloadPolicy as TorchCPUOffloadPolicy
+
+    from verl.workers.engine.fsdp import transformer_impl
+
+    original = require_attribute(
+        transformer_impl,
+        "CPUOffloadPolicy",
+        qualname="verl.workers.engine.fsdp.transformer_impl.CPUOffloadPolicy",
+        distribution="verl",
+        written_for=VERL_WRITTEN_FOR,
+    )
+    if _is_patched(original):
+        return
+    if original is not TorchCPUOffloadPolicy:
+        raise BackendCompatibilityError(
+            "verl_ext.cpu patches verl.workers.engine.fsdp.transformer_impl.CPUOffloadPolicy, written for verl "
+            f"{VERL_WRITTEN_FOR} where it is torch's CPUOffloadPolicy; the installed verl has {original!r}. Update "
+            f"verl_ext/cpu for this version or install verl=={VERL_WRITTEN_FOR}."
+        )
+    require_parameters(
+        original,
+        ["pin_memory"],
+        qualname="torch.distributed.fsdp.CPUOffloadPolicy",
+        distribution="torch",
+        written_for=TORCH_WRITTEN_FOR,
+    )
+
+    def unpinned_offload_policy(pin_memory: bool = False) -> TorchCPUOffloadPolicy:
+        return original(pin_memory=False)
+
+    setattr(unpinned_offload_policy, _PATCHED_FLAG, True)
+    transformer_impl.CPUOffloadPolicy = unpinned_offload_policy

@@ -13,13 +13,19 @@ if cpu_platform_selected():
 
     from .compat import BackendCompatibilityError
     from .platform import PlatformCPU
-    from .verl_patches import patch_process_group_backend, patch_vllm_version_lookup, register_fsdp_engines_for_cpu
+    from .verl_patches import (
+        patch_fsdp2_offload_pinning,
+        patch_process_group_backend,
+        patch_vllm_version_lookup,
+        register_fsdp_engines_for_cpu,
+    )
 
     PlatformRegistry.register(platform=PLATFORM_NAME)(PlatformCPU)
     try:
         patch_vllm_version_lookup()
         patch_process_group_backend()
         register_fsdp_engines_for_cpu()
+        patch_fsdp2_offload_pinning()
     except BackendCompatibilityError as exc:
         # verl imports plugins under `except Exception` and logs their failures at DEBUG only: say it at ERROR.
         logging.getLogger(__name__).error("%s", exc)

@@ -1,4 +1,4 @@
-"""A synthetic addition task whose answers reason step by step, so a ~3M-parameter model can learn it on CPU.
+"""A synthetic addition task whose answers reason step by step, so a 0.33M-parameter model learns it on CPU.
 
 The worked solution adds column by column from the right and carries the partial result forward on every line
 ("4+8+1=13 -> 32"), so each step only needs local information; the boxed answer is then a copy of the last

@@ -38,7 +38,7 @@ class ModelPreset:
 
 
 PRESETS: dict[str, ModelPreset] = {
-    # Plumbing only (tests, demo): loads and steps in well under a second.
+    # 0.33M parameters; tests, the demo and the learning experiment: loads and steps in well under a second.
     "tiny": ModelPreset(hidden_size=128, num_key_value_heads=1, num_hidden_layers=2, intermediate_size=256),
     # ~3M parameters: enough capacity to learn column addition in a short supervised warm-up on CPU.
     "small": ModelPreset(hidden_size=256, num_key_value_heads=2, num_hidden_layers=4, intermediate_size=768),

@@ -49,10 +49,17 @@ class WarmupError(RuntimeError):
 
 @dataclass(frozen=True)
 class WarmupParams:
-    """What the warm-up trains with; every field is part of the idempotence stamp."""
+    """What the warm-up trains with; every field is part of the idempotence stamp.
 
-    steps: int = 150
-    lr: float = 1e-3
+    The defaults suit the default build (preset tiny, 2-3 digit operands, 2000 SFT examples), about 3 minutes on 2
+    cores. The model learns the column sums abruptly under this schedule (greedy val accuracy 38% after 280 steps),
+    and after 300 it still errs when it samples: at temperature 0.7 it solves about 64% of the val problems per
+    sample, which leaves RL mixed-reward groups to learn from. The 280-step model (25% per sample) is a start that
+    RL on this model degrades rather than improves (see the README's Evidence section).
+    """
+
+    steps: int = 300
+    lr: float = 3e-3
     batch_size: int = 32
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.05
@@ -175,7 +182,8 @@ def warm_up(assets_dir: str | Path, params: WarmupParams, console: TextIO = sys.
     Returns the per-step losses verl logged. Raises WarmupError when verl fails or logs no loss."""
     import pyarrow.parquet as pq
 
-    assets_dir = Path(assets_dir)
+    # Absolute: verl's trainer runs in the run directory, where a relative model path would be read as a hub id.
+    assets_dir = Path(assets_dir).resolve()
     assets = TinyAssets.at(assets_dir)
     stamp = _stamp(assets_dir, params)
     n_examples = pq.ParquetFile(assets.sft_path).metadata.num_rows

@@ -1,0 +1,173 @@
+"""scripts/learning_experiment.py's pure parts: curves from verl's file logger, statistics, verdicts, the summary.
+
+The experiment itself (SFT warm-up, six RL runs) is a script, not a test; nothing here imports verl."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+VAL_KEY = "val-core/tiny_arith/acc/mean@1"
+
+
+@pytest.fixture(scope="module")
+def exp(load_script):
+    return load_script("learning_experiment")
+
+
+def _lines(accs: dict[int, float], step_s: float, tokens: float, steps: int) -> list[dict]:
+    """File-logger lines of a run: validation before training (step 0) and at the steps in ``accs``."""
+    lines = [{"step": 0, "data": {VAL_KEY: accs[0], "val-aux/tiny_arith/score/mean@1": 9.0}}]
+    for step in range(1, steps + 1):
+        data = {"training/global_step": step, "timing_s/step": step_s, "rpo/generated_tokens": tokens}
+        if step in accs:
+            data[VAL_KEY] = accs[step]
+        lines.append({"step": step, "data": data})
+    return lines
+
+
+def test_run_curve_accumulates_wall_clock_and_tokens_up_to_each_validation(exp):
+    curve = exp.run_curve(_lines({0: 0.25, 2: 0.5, 4: 0.75}, step_s=3.0, tokens=100.0, steps=4))
+    assert curve == [
+        {"step": 0, "wall_s": 0.0, "generated_tokens": 0.0, "acc": 0.25},
+        {"step": 2, "wall_s": 6.0, "generated_tokens": 200.0, "acc": 0.5},
+        {"step": 4, "wall_s": 12.0, "generated_tokens": 400.0, "acc": 0.75},
+    ]
+
+
+def test_run_curve_reads_only_the_core_accuracy_and_averages_sources(exp):
+    lines = [{"step": 0, "data": {VAL_KEY: 0.2, "val-core/other/acc/mean@4": 0.4,
+                                  "val-aux/tiny_arith/acc/std@1": 0.9, "val-core/tiny_arith/reward/mean@1": 5.0}}]
+    assert exp.run_curve(lines)[0]["acc"] == pytest.approx(0.3)
+
+
+def test_run_curve_merges_lines_of_one_step(exp):
+    lines = [{"step": 1, "data": {"timing_s/step": 2.0, "rpo/generated_tokens": 10}}, {"step": 1, "data": {VAL_KEY: 1}}]
+    assert exp.run_curve(lines) == [{"step": 1, "wall_s": 2.0, "generated_tokens": 10.0, "acc": 1.0}]
+
+
+def test_run_curve_rejects_a_training_step_without_timing_or_tokens(exp):
+    lines = _lines({0: 0.1, 2: 0.2}, 1.0, 5.0, 2)
+    del lines[1]["data"]["rpo/generated_tokens"]
+    with pytest.raises(ValueError, match="step 1 logged no rpo/generated_tokens"):
+        exp.run_curve(lines)
+
+
+def test_run_curve_rejects_a_run_without_validation(exp):
+    with pytest.raises(ValueError, match="no validation accuracy"):
+        exp.run_curve(_lines({0: 0.1}, 1.0, 5.0, 2)[1:])
+
+
+def test_spread_of_one_value_has_zero_std(exp):
+    assert exp.spread([0.5]) == {"mean": 0.5, "std": 0.0, "min": 0.5, "max": 0.5}
+    assert exp.spread([1, 3])["std"] == pytest.approx(2**0.5)
+
+
+def test_mean_curve_averages_per_step_over_seeds_on_common_steps(exp):
+    a = exp.run_curve(_lines({0: 0.2, 2: 0.4, 4: 0.6}, 1.0, 10.0, 4))
+    b = exp.run_curve(_lines({0: 0.4, 2: 0.6}, 3.0, 30.0, 2))
+    mean = exp.mean_curve([a, b])
+    assert [p["step"] for p in mean] == [0, 2]
+    assert mean[1]["acc"]["mean"] == pytest.approx(0.5)
+    assert mean[1]["wall_s"] == {"mean": 4.0, "std": pytest.approx(2 * 2**0.5), "min": 2.0, "max": 6.0}
+
+
+def test_compare_seed_when_rpo_reaches_the_baseline_early(exp):
+    full = exp.run_curve(_lines({0: 0.3, 2: 0.5, 4: 0.6}, 10.0, 1000.0, 4))
+    rpo = exp.run_curve(_lines({0: 0.3, 2: 0.6, 4: 0.7}, 4.0, 250.0, 4))
+    verdict = exp.compare_seed(full, rpo)
+    assert verdict["wall_ratio"] == pytest.approx(0.4)
+    assert verdict["token_ratio"] == pytest.approx(0.25)
+    assert verdict["rpo_reached_full_final"] is True
+    assert verdict["rpo_reached_at_step"] == 2
+    assert verdict["rpo_reached_at_wall_frac"] == pytest.approx(8.0 / 40.0)
+
+
+def test_compare_seed_when_rpo_never_reaches_the_baseline(exp):
+    full = exp.run_curve(_lines({0: 0.3, 2: 0.9}, 10.0, 1000.0, 2))
+    rpo = exp.run_curve(_lines({0: 0.3, 2: 0.8}, 4.0, 250.0, 2))
+    verdict = exp.compare_seed(full, rpo)
+    assert verdict["rpo_reached_full_final"] is False
+    assert verdict["rpo_reached_at_step"] is None and verdict["rpo_reached_at_wall_frac"] is None
+
+
+def test_compare_seed_does_not_count_the_shared_start(exp):
+    """A baseline that ends below the start is not "reached" by RPO's untrained start point."""
+    full = exp.run_curve(_lines({0: 0.5, 2: 0.4}, 10.0, 1000.0, 2))
+    rpo = exp.run_curve(_lines({0: 0.5, 2: 0.3}, 4.0, 250.0, 2))
+    assert exp.compare_seed(full, rpo)["rpo_reached_full_final"] is False
+
+
+def _runs(exp):
+    return {
+        "full": {s: exp.run_curve(_lines({0: 0.3, 2: 0.5 + 0.1 * s}, 10.0, 1000.0, 2)) for s in (0, 1, 2)},
+        "rpo": {s: exp.run_curve(_lines({0: 0.3, 2: 0.6}, 5.0, 300.0, 2)) for s in (0, 1, 2)},
+    }
+
+
+def test_summarize_counts_seeds_where_rpo_reached_the_baseline(exp):
+    summary = exp.summarize(_runs(exp))
+    assert summary["seeds"] == [0, 1, 2]
+    assert summary["rpo_reached_full_final"] == 2  # baseline finals 0.5, 0.6, 0.7 against RPO's 0.6
+    assert summary["wall_ratio"]["mean"] == pytest.approx(0.5)
+    assert summary["token_ratio"]["max"] == pytest.approx(0.3)
+    assert summary["arms"]["full"]["final_acc"]["mean"] == pytest.approx(0.6)
+    assert summary["rpo_reached_at_wall_frac"]["mean"] == pytest.approx(0.5)
+
+
+def test_summarize_needs_a_seed_with_both_arms(exp):
+    runs = _runs(exp)
+    runs["rpo"] = {}
+    with pytest.raises(ValueError, match="both a full-path and an RPO run"):
+        exp.summarize(runs)
+
+
+def test_markdown_summary_reports_every_seed_and_the_verdict(exp):
+    settings = {"steps": 2, "prompts_per_step": 8, "train_prompts": 32, "group_size": 4, "response_length": 96,
+                "suffix_budget": 48,
+                "truncation_mode": "tail", "actor_lr": 1e-4, "val_prompts": 64, "temperature": 0.7,
+                "reward": "acc", "val_samples": 4, "val_temperature": 0.7}
+    table = exp.markdown_summary(exp.summarize(_runs(exp)), settings)
+    assert "| 2 | 0.300 | 0.700 | 0.600 | 0.500 | 0.300 | never |" in table
+    assert "| 0 | 0.300 | 0.500 | 0.600 | 0.500 | 0.300 | step 2 (50% of full-path wall-clock) |" in table
+    assert "RPO reached the full-path final accuracy in 2 of 3 seeds" in table
+    assert "mean of 4 samples at T=0.7 (64 prompts)" in table
+
+
+def test_report_files_and_replot_from_the_saved_curves(exp, tmp_path):
+    runs = _runs(exp)
+    details = {arm: {seed: {"curve": curve, "process_s": 60.0} for seed, curve in runs[arm].items()}
+               for arm in runs}
+    settings = {"steps": 2, "prompts_per_step": 8, "train_prompts": 32, "group_size": 4, "response_length": 96,
+                "suffix_budget": 48,
+                "truncation_mode": "tail", "actor_lr": 1e-4, "val_prompts": 64, "temperature": 0.7,
+                "reward": "acc", "val_samples": 1, "val_temperature": 0.0, "warmup": {"reused": True}}
+    text = exp.write_report(tmp_path, runs, settings, {"cpu_count": 2}, 600.0, details)
+    for name in ("accuracy_vs_wallclock.png", "accuracy_vs_generated_tokens.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "summary.md").read_text() == text + "\n"
+    assert "greedy val accuracy (64 prompts)" in text and "10.0 min on 2 cores" in text
+    saved = json.loads((tmp_path / "curves.json").read_text())
+    assert saved["summary"]["rpo_reached_full_final"] == 2
+    (tmp_path / "summary.md").unlink()
+    assert exp.replot(tmp_path) == text
+
+
+def test_overrides_differ_between_arms_only_in_rpo_enable(exp, tmp_path):
+    args = exp.parse_args(["--work-dir", str(tmp_path), "trainer.foo=1"])
+    full = exp.rl_overrides(args, "full", 7, tmp_path / "run", tmp_path / "warm")
+    rpo = exp.rl_overrides(args, "rpo", 7, tmp_path / "run", tmp_path / "warm")
+    differing = {(a, b) for a, b in zip(full, rpo) if a != b}
+    assert differing == {("rpo.enable=false", "rpo.enable=true"),
+                         ("trainer.experiment_name=full_seed7", "trainer.experiment_name=rpo_seed7")}
+    assert {"data.seed=7", "actor_rollout_ref.rollout.seed=7", "rpo.seed=7"} <= set(rpo)
+    assert {"actor_rollout_ref.rollout.val_kwargs.n=4", "actor_rollout_ref.rollout.val_kwargs.do_sample=true",
+            "++reward.custom_reward_function.reward_kwargs.format_weight=0.0"} <= set(rpo)
+    assert rpo[-1] == "trainer.foo=1"
+
+
+@pytest.mark.parametrize("argv", [["--steps", "10", "--test-freq", "4"], ["--seeds", "1", "1"]])
+def test_cli_rejects_inconsistent_settings(exp, argv):
+    with pytest.raises(SystemExit):
+        exp.parse_args(argv)
