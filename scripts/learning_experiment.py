@@ -126,6 +126,11 @@ def mean_curve(curves: Sequence[Sequence[dict]]) -> list[dict]:
     return result
 
 
+def share(part: float, whole: float) -> Optional[float]:
+    """``part / whole``, None when ``whole`` is not positive (a run that trained for no time or generated nothing)."""
+    return part / whole if whole > 0 else None
+
+
 def first_reaching(curve: Sequence[dict], target: float) -> Optional[dict]:
     """The first point of ``curve`` whose accuracy is at least ``target`` (None when it never gets there)."""
     return next((p for p in curve if p["acc"] >= target - 1e-9), None)
@@ -144,13 +149,11 @@ def compare_seed(full: Sequence[dict], rpo: Sequence[dict]) -> dict[str, Any]:
         "rpo_final_acc": rpo_end["acc"],
         "full_wall_s": full_end["wall_s"],
         "rpo_wall_s": rpo_end["wall_s"],
-        "wall_ratio": rpo_end["wall_s"] / full_end["wall_s"] if full_end["wall_s"] > 0 else None,
-        "token_ratio": (rpo_end["generated_tokens"] / full_end["generated_tokens"]
-                        if full_end["generated_tokens"] > 0 else None),
+        "wall_ratio": share(rpo_end["wall_s"], full_end["wall_s"]),
+        "token_ratio": share(rpo_end["generated_tokens"], full_end["generated_tokens"]),
         "rpo_reached_full_final": reached is not None,
         "rpo_reached_at_step": None if reached is None else reached["step"],
-        "rpo_reached_at_wall_frac": (None if reached is None or full_end["wall_s"] <= 0
-                                     else reached["wall_s"] / full_end["wall_s"]),
+        "rpo_reached_at_wall_frac": None if reached is None else share(reached["wall_s"], full_end["wall_s"]),
     }
 
 
@@ -171,16 +174,19 @@ def summarize(runs: dict[str, dict[int, list[dict]]]) -> dict[str, Any]:
         }
         for arm in ARMS
     }
-    defined = lambda key: [per_seed[s][key] for s in seeds if per_seed[s][key] is not None]  # noqa: E731
+
+    def spread_over_seeds(key: str) -> Optional[dict[str, float]]:
+        values = [per_seed[s][key] for s in seeds if per_seed[s][key] is not None]
+        return spread(values) if values else None
+
     return {
         "seeds": seeds,
         "arms": arms,
         "per_seed": per_seed,
-        "wall_ratio": spread(defined("wall_ratio")) if defined("wall_ratio") else None,
-        "token_ratio": spread(defined("token_ratio")) if defined("token_ratio") else None,
+        "wall_ratio": spread_over_seeds("wall_ratio"),
+        "token_ratio": spread_over_seeds("token_ratio"),
         "rpo_reached_full_final": sum(per_seed[s]["rpo_reached_full_final"] for s in seeds),
-        "rpo_reached_at_wall_frac": (spread(defined("rpo_reached_at_wall_frac"))
-                                     if defined("rpo_reached_at_wall_frac") else None),
+        "rpo_reached_at_wall_frac": spread_over_seeds("rpo_reached_at_wall_frac"),
     }
 
 
