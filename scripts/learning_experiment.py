@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
+
+from verl_ext.run_metrics import metrics_by_step, val_accuracy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "docs" / "evidence" / "learning"
@@ -54,8 +55,6 @@ ARM_LABELS = {"full": "full-path GRPO", "rpo": "RPO-GRPO"}
 ARM_COLORS = {"full": "tab:blue", "rpo": "tab:orange"}
 STEP_TIME_METRIC = "timing_s/step"
 TOKENS_METRIC = "rpo/generated_tokens"
-# verl's core validation metric: mean accuracy over the val_kwargs.n samples of each prompt, averaged over prompts.
-VAL_ACC_KEY = re.compile(r"^val-core/(?P<source>.+)/acc/mean@(?P<n>\d+)$")
 # ``--reward``: accuracy alone, or the paper's accuracy + format + cosine length (verl_ext.rewards, 1:1:1).
 REWARD_OVERRIDES = {
     "acc": ["++reward.custom_reward_function.reward_kwargs.format_weight=0.0",
@@ -67,13 +66,6 @@ REWARD_OVERRIDES = {
 # ---------------------------------------------------------------------------------------------------- pure helpers
 
 
-def val_accuracy(data: dict) -> Optional[float]:
-    """The validation accuracy in one logged step (verl's ``val-core/<source>/acc/mean@<n>``), None when the step
-    ran no validation. With several data sources, their mean."""
-    values = [float(v) for k, v in data.items() if VAL_ACC_KEY.match(k)]
-    return statistics.fmean(values) if values else None
-
-
 def run_curve(metric_lines: Iterable[dict]) -> list[dict]:
     """One point per validated step, from verl's file-logger lines (``{"step": n, "data": {...}}``).
 
@@ -81,9 +73,7 @@ def run_curve(metric_lines: Iterable[dict]) -> list[dict]:
     ``timing_s/step`` and ``rpo/generated_tokens`` over the training steps up to and including ``step`` (0 for the
     validation before training). Raises ValueError on a training step that lacks either metric, or on a run with no
     validation at all: both mean the run is not the one this experiment configures."""
-    by_step: dict[int, dict] = {}
-    for line in metric_lines:
-        by_step.setdefault(int(line["step"]), {}).update(line.get("data", {}))
+    by_step = metrics_by_step(metric_lines)
     points, wall_s, tokens = [], 0.0, 0.0
     for step in sorted(by_step):
         data = by_step[step]

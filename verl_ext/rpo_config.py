@@ -1,115 +1,127 @@
-"""The recipe's ``rpo:`` config block as a validated dataclass, and the checks of what RPO supports.
+"""The recipe's ``rpo:`` config block as verl config dataclasses, and the checks of what RPO supports.
 
-Every option is documented in recipe/rpo/README.md; the defaults here are the recipe YAML's.
+One source of truth, as verl's own config groups: the dataclasses below hold the defaults and the validation;
+``recipe/rpo/config/rpo_defaults.yaml`` names them with ``_target_`` and repeats the defaults for users to read and
+edit (a test checks that both agree). :func:`load_rpo_config` reads the block with verl's ``omega_conf_to_dataclass``,
+which rejects unknown keys and ill-typed values; every error names the full ``rpo.*`` key. Every option is documented
+in recipe/rpo/README.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional, get_args
 
-from .keys import KeyMode, check_key_mode
+from omegaconf.errors import OmegaConfBaseException
+
+from verl.base_config import BaseConfig
+from verl.utils.config import omega_conf_to_dataclass
+
+from .keys import check_key_mode
 from .selection import ReplacementConfig
 from .truncation import TruncationConfig
 
 ColdStart = Literal["seed_then_partial", "full_group"]
-COLD_START_MODES: tuple[str, ...] = ("seed_then_partial", "full_group")
+COLD_START_MODES: tuple[str, ...] = get_args(ColdStart)
 
 
-@dataclass(frozen=True)
-class CacheOptions:
-    key: KeyMode = "index"
+@dataclass(kw_only=True)
+class CacheConfig(ReplacementConfig):
+    """``rpo.cache``: the cache's keys, updates, stored log-probs and warm start, plus the replacement rule
+    (``select_metric``, ``p_best``, ``correct_only``, inherited from :class:`ReplacementConfig`)."""
+
+    key: str = "index"
+    """index: data_source + extra_info.index; content: a hash of the prompt messages."""
     update: bool = True
+    """False keeps the initial cache fixed."""
     store_logprobs: bool = False
+    """Keep each entry's behaviour log-probs (needed to train on the prefix with rollout correction)."""
     init_path: Optional[str] = None
-    replacement: ReplacementConfig = field(default_factory=ReplacementConfig)
+    """An offline cache file (data_prep/build_cache.py) to start from; None seeds online."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            check_key_mode(self.key)
+        except ValueError as error:
+            raise ValueError(f"rpo.cache.key: {error}") from None
 
 
-@dataclass(frozen=True)
-class RPOConfig:
+@dataclass(kw_only=True)
+class RPOConfig(BaseConfig):
+    """The ``rpo:`` block of the recipe config."""
+
     enable: bool = True
     seed: int = 42
     loss_on_prefix: bool = False
-    cold_start: ColdStart = "seed_then_partial"
+    cold_start: str = "seed_then_partial"
+    """One of :data:`COLD_START_MODES`."""
     truncation: TruncationConfig = field(default_factory=TruncationConfig)
-    cache: CacheOptions = field(default_factory=CacheOptions)
+    cache: CacheConfig = field(default_factory=CacheConfig)
 
-    @classmethod
-    def from_mapping(cls, block: Optional[Mapping[str, Any]]) -> "RPOConfig":
-        """Build from the ``rpo:`` block of the hydra config; unknown keys are errors (typos must not pass)."""
-        block = dict(block or {})
-        trunc = dict(block.pop("truncation", None) or {})
-        cache = dict(block.pop("cache", None) or {})
-        _reject_unknown("rpo", block, {"enable", "seed", "loss_on_prefix", "cold_start"})
-        _reject_unknown("rpo.truncation", trunc, {"mode", "max_new_tokens", "min_prefix"})
-        _reject_unknown(
-            "rpo.cache",
-            cache,
-            {"key", "update", "store_logprobs", "init_path", "select_metric", "p_best", "correct_only"},
-        )
-        cold_start = block.get("cold_start", "seed_then_partial")
-        if cold_start not in COLD_START_MODES:
-            raise ValueError(f"rpo.cold_start must be one of {COLD_START_MODES}, got {cold_start!r}")
-        return cls(
-            enable=bool(block.get("enable", True)),
-            seed=int(block.get("seed", 42)),
-            loss_on_prefix=bool(block.get("loss_on_prefix", False)),
-            cold_start=cold_start,
-            truncation=TruncationConfig(**trunc),
-            cache=CacheOptions(
-                key=check_key_mode(cache.get("key", "index")),
-                update=bool(cache.get("update", True)),
-                store_logprobs=bool(cache.get("store_logprobs", False)),
-                init_path=cache.get("init_path"),
-                replacement=ReplacementConfig(
-                    p_best=float(cache.get("p_best", 0.5)),
-                    correct_only=bool(cache.get("correct_only", False)),
-                    metric=cache.get("select_metric", "score"),
-                ),
-            ),
-        )
+    def __post_init__(self) -> None:
+        if self.cold_start not in COLD_START_MODES:
+            raise ValueError(f"rpo.cold_start must be one of {list(COLD_START_MODES)}, got {self.cold_start!r}")
 
 
-def _reject_unknown(where: str, given: Mapping[str, Any], known: set[str]) -> None:
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} in {where}; expected some of {sorted(known)}")
+def load_rpo_config(block: Optional[Mapping[str, Any]]) -> RPOConfig:
+    """Read the ``rpo:`` block (a DictConfig or a plain mapping; None or empty gives the defaults).
+
+    Raises:
+        ValueError: an unknown key or an ill-typed value, naming the full ``rpo.*`` key, or a value the
+            dataclasses' own checks refuse."""
+    try:
+        return omega_conf_to_dataclass(block or {}, dataclass_type=RPOConfig)
+    except OmegaConfBaseException as error:
+        key = str(getattr(error, "full_key", None) or "").removeprefix("rpo.")
+        reason = (getattr(error, "msg", None) or str(error)).splitlines()[0]
+        raise ValueError(f"rpo.{key}: {reason}" if key else f"rpo: {reason}") from None
 
 
 UNSUPPORTED_ADV_ESTIMATORS = ("remax", "gae")
 
 
+def prefix_logprobs_required(config: Any, rpo: RPOConfig) -> bool:
+    """True when the loss compares cached-prefix tokens against their behaviour log-probs: the prefix is in the loss
+    and verl's rollout correction is on (importance weights or rejection in decoupled mode, or bypass mode, where
+    the behaviour log-probs are the PPO ratio's old log-probs)."""
+    correction = config.algorithm.get("rollout_correction", None)
+    if not rpo.enable or not rpo.loss_on_prefix or correction is None:
+        return False
+    return bool(
+        correction.get("bypass_mode", False) or correction.get("rollout_is", None) or correction.get("rollout_rs", None)
+    )
+
+
 def check_supported(config: Any, rpo: RPOConfig) -> None:
     """Fail fast on set-ups RPO does not support yet, naming the option to change.
 
-    Multi-turn/tool agents: the cached answer would interleave tool outputs the prefix cannot replay. Colocated
-    reward models: the recipe scores inside the rollout (streaming reward). REMAX needs a greedy full-length
+    Multi-turn/tool agents: the cached answer would interleave tool outputs the prefix cannot replay. REMAX needs a greedy full-length
     baseline per prompt; GAE's critic would value stale prefix tokens."""
     if not rpo.enable:
         return
     rollout = config.actor_rollout_ref.rollout
     if rollout.multi_turn.get("enable", False):
         raise ValueError("rpo.enable=true does not support actor_rollout_ref.rollout.multi_turn.enable=true yet")
-    if config.reward.reward_model.get("enable", False) and not config.reward.reward_model.get(
-        "enable_resource_pool", False
-    ):
-        raise ValueError(
-            "rpo.enable=true does not support a colocated reward model (reward.reward_model.enable=true without "
-            "enable_resource_pool); use a rule-based reward or give the reward model its own resource pool"
-        )
     estimator = str(config.algorithm.adv_estimator)
     if estimator in UNSUPPORTED_ADV_ESTIMATORS:
         raise ValueError(
             f"rpo.enable=true does not support algorithm.adv_estimator={estimator} yet; use a group estimator "
             "such as grpo"
         )
-    if rpo.loss_on_prefix and config.algorithm.get("rollout_correction", None) is not None:
-        if config.algorithm.rollout_correction.get("bypass_mode", False) and not rpo.cache.store_logprobs:
-            raise ValueError(
-                "rpo.loss_on_prefix=true with algorithm.rollout_correction.bypass_mode=true uses rollout log-probs "
-                "as old log-probs on the prefix: set rpo.cache.store_logprobs=true so they are the cached behaviour "
-                "log-probs rather than zeros"
-            )
+    if prefix_logprobs_required(config, rpo) and not rpo.cache.store_logprobs:
+        raise ValueError(
+            "rpo.loss_on_prefix=true with algorithm.rollout_correction (rollout_is, rollout_rs or bypass_mode set) "
+            "compares the cached prefix against its behaviour log-probs, which the cache keeps only with "
+            "rpo.cache.store_logprobs=true; without them every prefix token would be compared with a 0.0 stand-in "
+            "(sequence weights ~0, token weights = the probability itself). Set rpo.cache.store_logprobs=true "
+            "(and build an offline cache with --store-logprobs) or rpo.loss_on_prefix=false"
+        )
+    if rpo.cache.store_logprobs and not rollout.get("calculate_log_probs", False):
+        raise ValueError(
+            "rpo.cache.store_logprobs=true needs actor_rollout_ref.rollout.calculate_log_probs=true: the engine "
+            "returns no log-probs to store otherwise"
+        )
     response_length = int(config.data.max_response_length)
     if rpo.truncation.max_new_tokens > response_length:
         raise ValueError(

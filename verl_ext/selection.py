@@ -22,27 +22,31 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from verl.base_config import BaseConfig
+
 SelectionMetric = Literal["score", "acc"]
 SELECTION_METRICS: tuple[str, ...] = get_args(SelectionMetric)
 
 
-@dataclass(frozen=True)
-class ReplacementConfig:
-    """``rpo.cache.replacement`` in the recipe config."""
+@dataclass(kw_only=True)
+class ReplacementConfig(BaseConfig):
+    """The replacement rule's part of ``rpo.cache`` (``CacheConfig`` in ``verl_ext.rpo_config`` extends it with the
+    cache's other options, so the YAML keys and these fields are the same names). Frozen through verl's
+    ``BaseConfig``."""
 
+    select_metric: str = "score"
+    """What "best" means: the reward score, or accuracy (True above False/None); one of :data:`SELECTION_METRICS`."""
     p_best: float = 0.5
     """Probability of taking the best member; otherwise a uniform draw among the candidates."""
     correct_only: bool = False
     """Only members with ``acc=True`` are candidates; no correct member keeps the old entry."""
-    metric: SelectionMetric = "score"
-    """What "best" means: the reward score, or accuracy (True above False/None)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.p_best, bool) or not isinstance(self.p_best, (int, float)) or not 0.0 <= self.p_best <= 1.0:
-            raise ValueError(f"rpo.cache.replacement.p_best must be a number in [0, 1], got {self.p_best!r}")
-        if self.metric not in SELECTION_METRICS:
-            raise ValueError(f"rpo.cache.replacement.metric must be one of {list(SELECTION_METRICS)}, "
-                             f"got {self.metric!r}")
+            raise ValueError(f"rpo.cache.p_best must be a number in [0, 1], got {self.p_best!r}")
+        if self.select_metric not in SELECTION_METRICS:
+            raise ValueError(f"rpo.cache.select_metric must be one of {list(SELECTION_METRICS)}, "
+                             f"got {self.select_metric!r}")
 
 
 def choose_replacement(scores: Sequence[float], accs: Sequence[bool | None] | None, cfg: ReplacementConfig,
@@ -52,7 +56,7 @@ def choose_replacement(scores: Sequence[float], accs: Sequence[bool | None] | No
     Args:
         scores: the G members' reward scores (finite or infinite, never NaN).
         accs: the G members' accuracies (None where the reward gave none), or None when the reward reports no
-            accuracy at all; required by ``correct_only`` and by ``metric="acc"``.
+            accuracy at all; required by ``correct_only`` and by ``select_metric="acc"``.
         cfg: the replacement rule.
         rng: the generator to draw from.
 
@@ -67,8 +71,8 @@ def choose_replacement(scores: Sequence[float], accs: Sequence[bool | None] | No
         raise ValueError(f"cache replacement: a reward score is NaN in {list(scores)}; fix the reward function")
     if accs is not None and len(accs) != group_size:
         raise ValueError(f"cache replacement: {len(accs)} accuracies for a group of {group_size} scores")
-    if accs is None and (cfg.correct_only or cfg.metric == "acc"):
-        raise ValueError("cache replacement with correct_only=True or metric='acc' needs per-answer accuracies, "
+    if accs is None and (cfg.correct_only or cfg.select_metric == "acc"):
+        raise ValueError("cache replacement with correct_only=True or select_metric='acc' needs per-answer accuracies, "
                          "but the reward returned none (accs=None)")
 
     correct = [acc is not None and bool(acc) for acc in accs] if accs is not None else [False] * group_size
@@ -77,7 +81,7 @@ def choose_replacement(scores: Sequence[float], accs: Sequence[bool | None] | No
         return None
 
     if rng.random() < cfg.p_best:
-        values = [float(correct[i]) if cfg.metric == "acc" else float(scores[i]) for i in candidates]
+        values = [float(correct[i]) if cfg.select_metric == "acc" else float(scores[i]) for i in candidates]
         best_value = max(values)
         candidates = [i for i, value in zip(candidates, values, strict=True) if value == best_value]
     return int(candidates[rng.integers(len(candidates))])

@@ -37,15 +37,19 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from verl.base_config import BaseConfig
+
 TruncationMode = Literal["tail", "uniform"]
 TRUNCATION_MODES: tuple[str, ...] = get_args(TruncationMode)
 
 
-@dataclass(frozen=True)
-class TruncationConfig:
-    """``rpo.truncation`` in the recipe config; see the module docstring for the modes."""
+@dataclass(kw_only=True)
+class TruncationConfig(BaseConfig):
+    """``rpo.truncation`` in the recipe config (read with verl's ``omega_conf_to_dataclass``); see the module
+    docstring for the modes. Frozen through verl's ``BaseConfig``."""
 
-    mode: TruncationMode = "tail"
+    mode: str = "tail"
+    """One of :data:`TRUNCATION_MODES`."""
     max_new_tokens: int = 300
     """Tail: the largest number of tokens cut (and regenerated). Uniform: the suffix budget."""
     min_prefix: int = 0

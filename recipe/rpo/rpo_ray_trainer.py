@@ -26,20 +26,41 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from verl import DataProto
-from verl.trainer.ppo.core_algos import agg_loss
-from verl.trainer.ppo.metric_utils import compute_data_metrics, compute_throughout_metrics, compute_timing_metrics
-from verl.trainer.ppo.ray_trainer import RayPPOTrainer, apply_kl_penalty, compute_advantage, compute_response_mask
+from verl.trainer.ppo.core_algos import AdvantageEstimator, agg_loss
+from verl.trainer.ppo.metric_utils import (
+    compute_data_metrics,
+    compute_throughout_metrics,
+    compute_timing_metrics,
+    compute_variance_proxy_metrics,
+)
+from verl.trainer.ppo.ray_trainer import (
+    RayPPOTrainer,
+    apply_kl_penalty,
+    compute_advantage,
+    compute_response_mask,
+    compute_spec_decode_metrics,
+)
 from verl.trainer.ppo.reward import extract_reward
-from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
+from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path, should_save_ckpt_esi
 from verl.utils.debug import marked_timer
 from verl.utils.metric import reduce_metrics
+from verl.utils.skip.skip_manager import SkipManager
 from verl.utils.tracking import Tracking
 from verl_ext.cache import ExperienceCache, tokenizer_fingerprint
 from verl_ext.checkpoint import load_rpo_state, prune_rpo_files, save_rpo_state
+from verl_ext.rewards.score import VERIFY_TIMEOUT_FIELD
 from verl_ext.group_filter import group_count, informative_rows
 from verl_ext.metrics import compute_rpo_metrics
-from verl_ext.rollout.partial import PartialRollout, RolloutRows, prefix_loss_tokens, response_lengths
-from verl_ext.rpo_config import RPOConfig, check_supported
+from verl_ext.rollout.partial import (
+    PartialRollout,
+    RolloutRows,
+    prefix_loss_tokens,
+    response_lengths,
+    rollout_dump_fields,
+)
+from verl_ext.rpo_config import check_supported, load_rpo_config, prefix_logprobs_required
+
+from .fit_options import StepProfileSchedule, check_fit_options, component_reward_metrics
 
 
 class RayRPOTrainer(RayPPOTrainer):
@@ -47,7 +68,8 @@ class RayRPOTrainer(RayPPOTrainer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.rpo = RPOConfig.from_mapping(OmegaConf.to_container(self.config.get("rpo", {}), resolve=True))
+        self.rpo = load_rpo_config(self.config.get("rpo"))
+        check_fit_options(self.config, self.rpo)
         check_supported(self.config, self.rpo)
         self.partial_rollout: Optional[PartialRollout] = None
         if self.rpo.enable:
@@ -59,6 +81,7 @@ class RayRPOTrainer(RayPPOTrainer):
                 group_size=int(self.config.actor_rollout_ref.rollout.n),
                 num_workers=int(self.config.actor_rollout_ref.rollout.agent.num_workers),
                 eos_token_ids=eos if isinstance(eos, list) else [eos],
+                require_prefix_logprobs=prefix_logprobs_required(self.config, self.rpo),
             )
 
     # ------------------------------------------------------------------ cache life cycle
@@ -108,6 +131,10 @@ class RayRPOTrainer(RayPPOTrainer):
     # ------------------------------------------------------------------ training loop
 
     def fit(self) -> None:
+        """verl's ``RayPPOTrainer.fit`` with RPO's rollout: every option verl's loop reads is honoured here or
+        refused at start-up (``recipe/rpo/fit_options.py`` lists them; a test checks the list against verl's code)."""
+        if self._dump_executor._shutdown:
+            self._init_dump_executor()
         logger = Tracking(
             project_name=self.config.trainer.project_name,
             experiment_name=self.config.trainer.experiment_name,
@@ -117,43 +144,93 @@ class RayRPOTrainer(RayPPOTrainer):
         self.global_steps = 0
         self._load_checkpoint()
         self.checkpoint_manager.update_weights(self.global_steps)
+        SkipManager.init(self.config)
 
         if self.config.trainer.get("val_before_train", True):
             val_metrics = self._validate()
             pprint(f"Initial validation metrics: {val_metrics}")
             logger.log(data=val_metrics, step=self.global_steps)
             if self.config.trainer.get("val_only", False):
+                self._shutdown_dump_executor()
                 return
 
         progress = tqdm(total=self.total_training_steps, initial=self.global_steps, desc="Training Progress")
         self.global_steps += 1
+        SkipManager.set_step(self.global_steps)
+        self.max_steps_duration = 0.0
+        profiler = StepProfileSchedule(self.config.global_profiler, self.global_steps)
+        last_val_metrics: Optional[dict] = None
         batches = self._training_batches(start_epoch=(self.global_steps - 1) // len(self.train_dataloader))
         while self.global_steps <= self.total_training_steps:
+            self._finalize_async_calls(blocking=False)
             metrics: dict[str, Any] = {}
             timing_raw: dict[str, float] = {}
             is_last_step = self.global_steps >= self.total_training_steps
+            with marked_timer("start_profile", timing_raw):
+                self._start_profiling(profiler.start(self.global_steps))
             with marked_timer("step", timing_raw):
-                batch = self._collect_batch(batches, metrics, timing_raw)
+                batch = self._collect_batch(batches, metrics, timing_raw, profiler.profiling(self.global_steps))
                 if batch is None:
                     break
                 batch = self._update_policy(batch, metrics, timing_raw, is_last_step)
+                self._dump_rollout(batch, timing_raw)
             if self.config.trainer.test_freq > 0 and (
                 is_last_step or self.global_steps % self.config.trainer.test_freq == 0
             ):
                 with marked_timer("testing", timing_raw):
-                    metrics.update(self._validate())
+                    val_metrics = self._validate()
+                metrics.update(val_metrics)
+                last_val_metrics = val_metrics if is_last_step else last_val_metrics
+            with marked_timer("stop_profile", timing_raw):
+                self._stop_profiling(*profiler.stop(self.global_steps, is_last_step))
+            self.max_steps_duration = max(self.max_steps_duration, timing_raw["step"])
             metrics.update({"training/global_step": self.global_steps, "training/epoch": self._epoch})
-            metrics.update(compute_data_metrics(batch=batch, use_critic=self.use_critic))
-            metrics.update(compute_timing_metrics(batch=batch, timing_raw=timing_raw))
-            metrics.update(
-                compute_throughout_metrics(
-                    batch=batch, timing_raw=timing_raw, n_gpus=self.resource_pool_manager.get_n_gpus()
-                )
-            )
+            metrics.update(self._step_metrics(batch, metrics, timing_raw))
             logger.log(data=metrics, step=self.global_steps)
             progress.update(1)
             self.global_steps += 1
+            SkipManager.set_step(self.global_steps)
+            if hasattr(self.train_dataset, "on_batch_end"):
+                self.train_dataset.on_batch_end(batch=batch)
         progress.close()
+        self._finalize_async_calls(blocking=True)
+        self._shutdown_dump_executor()
+        pprint(f"Final validation metrics: {last_val_metrics}")
+
+    def _finalize_async_calls(self, blocking: bool) -> None:
+        """verl's asynchronous checkpoint saves: finish what is done (and, at the end, wait for the rest)."""
+        if hasattr(self.actor_rollout_wg, "async_calls_finalize_fn_exec"):
+            self.actor_rollout_wg.async_calls_finalize_fn_exec(blocking=blocking)
+
+    def _step_metrics(self, batch: DataProto, metrics: dict, timing_raw: dict) -> dict[str, float]:
+        """The per-step metrics verl's fit logs: data, timing, throughput, variance proxies, speculative decoding,
+        and GDPO's per-component rewards (``algorithm.gdpo_reward_keys``)."""
+        result = compute_data_metrics(batch=batch, use_critic=self.use_critic)
+        result.update(compute_timing_metrics(batch=batch, timing_raw=timing_raw))
+        result.update(
+            compute_throughout_metrics(batch=batch, timing_raw=timing_raw, n_gpus=self.resource_pool_manager.get_n_gpus())
+        )
+        result.update(compute_variance_proxy_metrics(batch=batch, gradient_norm=metrics.get("actor/grad_norm")))
+        ntb = batch.non_tensor_batch
+        result.update(compute_spec_decode_metrics(
+            ntb.get("spec_num_draft_tokens"), ntb.get("spec_num_accepted_tokens"), ntb.get("spec_num_verify_steps")
+        ))
+        gdpo_keys = self.config.algorithm.get("gdpo_reward_keys", None)
+        if gdpo_keys and str(self.config.algorithm.adv_estimator) in ("gdpo", str(AdvantageEstimator.GDPO)):
+            result.update(component_reward_metrics(ntb, gdpo_keys, prefix="gdpo"))
+        return result
+
+    def _dump_rollout(self, batch: DataProto, timing_raw: dict) -> None:
+        """``trainer.rollout_data_dir``: verl's JSONL dump of the step's generations, plus, for RPO rows, which part
+        of each answer was regenerated (prefix length, the suffix text, generated tokens, cache hit, staleness)."""
+        rollout_data_dir = self.config.trainer.get("rollout_data_dir", None)
+        if not rollout_data_dir:
+            return
+        _, extras = extract_reward(batch)
+        extras = dict(extras)
+        if self.partial_rollout is not None:
+            extras.update(rollout_dump_fields(batch, self.tokenizer))
+        self._log_rollout_data(batch, extras, timing_raw, rollout_data_dir)
 
     def _training_batches(self, start_epoch: int) -> Iterator[dict]:
         for epoch in range(start_epoch, self.config.trainer.total_epochs):
@@ -162,8 +239,10 @@ class RayRPOTrainer(RayPPOTrainer):
 
     # ------------------------------------------------------------------ rollout part of a step
 
-    def _collect_batch(self, batches: Iterator[dict], metrics: dict, timing_raw: dict) -> Optional[DataProto]:
-        """Generate (and, for DAPO, filter) until one training batch is full; None when the data runs out."""
+    def _collect_batch(self, batches: Iterator[dict], metrics: dict, timing_raw: dict,
+                       profile_rollout: bool = False) -> Optional[DataProto]:
+        """Generate (and, for DAPO, filter) until one training batch is full; None when the data runs out.
+        ``profile_rollout``: the step is profiled (``global_profiler.steps``), so the rollout servers are too."""
         filter_cfg = self.config.algorithm.filter_groups
         group_size = int(self.config.actor_rollout_ref.rollout.n)
         target_groups = int(self.config.data.train_batch_size)
@@ -172,6 +251,8 @@ class RayRPOTrainer(RayPPOTrainer):
         num_gen_batches = 0
         generated_groups = 0
         with marked_timer("gen", timing_raw, color="red"):
+            if profile_rollout:
+                self.llm_server_manager.start_profile()
             while True:
                 batch_dict = next(batches, None)
                 if batch_dict is None:
@@ -196,6 +277,8 @@ class RayRPOTrainer(RayPPOTrainer):
                         "the data may be too easy or too hard for the model"
                     )
             self.checkpoint_manager.sleep_replicas()
+            if profile_rollout:
+                self.llm_server_manager.stop_profile()
         if filter_cfg.enable:
             metrics["train/num_gen_batches"] = num_gen_batches
             metrics["train/kept_group_frac"] = target_groups / max(generated_groups, 1)
@@ -221,6 +304,9 @@ class RayRPOTrainer(RayPPOTrainer):
         batch.batch["token_level_scores"] = reward_tensor
         if reward_extra_infos:
             batch.non_tensor_batch.update({k: np.array(v) for k, v in reward_extra_infos.items()})
+        if VERIFY_TIMEOUT_FIELD in reward_extra_infos:
+            timeouts = float(np.sum(np.asarray(reward_extra_infos[VERIFY_TIMEOUT_FIELD], dtype=np.float64)))
+            metrics["reward/verify_timeouts"] = metrics.get("reward/verify_timeouts", 0.0) + timeouts
         if self.partial_rollout is not None:
             metrics["rpo/cache_writes"] = metrics.get("rpo/cache_writes", 0) + self.partial_rollout.update_cache(
                 batch, self.global_steps
@@ -292,6 +378,11 @@ class RayRPOTrainer(RayPPOTrainer):
                     loss_scale_factor=actor_cfg.loss_scale_factor,
                 )
                 metrics.update({"actor/entropy": entropy.detach().item(), "perf/mfu/actor_infer": mfu})
+                if "routed_experts" in batch.batch.keys() and "routed_experts" in old_log_prob.batch.keys():
+                    raise ValueError(
+                        "router_replay.mode='R2' and enable_rollout_routing_replay=True both record routed experts; "
+                        "enable_rollout_routing_replay is for R3 mode only"
+                    )
                 batch = batch.union(old_log_prob)
                 if "rollout_log_probs" in batch.batch.keys():
                     from verl.utils.debug.metrics import calculate_debug_metrics
@@ -338,7 +429,13 @@ class RayRPOTrainer(RayPPOTrainer):
             actor_output = self._update_actor(batch)
         metrics.update(reduce_metrics(actor_output.meta_info["metrics"]))
         save_freq = self.config.trainer.save_freq
-        if save_freq > 0 and (is_last_step or self.global_steps % save_freq == 0):
+        # trainer.esi_redundant_time: save before an elastic instance / training plan expires.
+        esi_close_to_expiration = should_save_ckpt_esi(
+            max_steps_duration=self.max_steps_duration, redundant_time=self.config.trainer.esi_redundant_time
+        )
+        if save_freq > 0 and (is_last_step or self.global_steps % save_freq == 0 or esi_close_to_expiration):
+            if esi_close_to_expiration:
+                print("rpo: saving a checkpoint before the ESI instance expires")
             with marked_timer("save_checkpoint", timing_raw, color="green"):
                 self._save_checkpoint()
         with marked_timer("update_weights", timing_raw, color="red"):

@@ -5,7 +5,11 @@
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # `python -m recipe.rpo.main_rpo` must find this checkout's recipe from any working directory.
 export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
-PYTHON=${PYTHON:-python3}
+# The interpreter: $PYTHON if set, else the project's venv (scripts/install.sh) when it exists, else python3 on PATH.
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then PYTHON=$REPO_ROOT/.venv/bin/python; else PYTHON=python3; fi
+fi
+echo "scripts/repro: using $PYTHON" >&2
 
 # The paper's two models. Rollout tensor parallelism: the 7B model's KV cache for G=16 long answers wants 2 GPUs.
 MODEL_SIZE=${MODEL_SIZE:-1.5b}

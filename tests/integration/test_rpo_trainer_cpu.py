@@ -6,6 +6,8 @@ prompt of step 1: with RPO it is all cache hits and generates only suffixes.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from verl_ext.cache import CacheFileError, ExperienceCache
@@ -40,6 +42,8 @@ def test_rpo_grpo_generates_only_suffixes_and_masks_the_prefix(tiny_run, run_ver
         assert step["rpo/prefix_tokens_in_loss"] == 0
         assert step["rpo/loss_tokens"] == step["rpo/suffix_tokens"]
     assert step2["rpo/prefix_tokens"] > 0
+    # The reward's timeout count reaches the dashboard (no tiny-model answer makes math-verify time out).
+    assert step1["reward/verify_timeouts"] == 0 and step2["reward/verify_timeouts"] == 0
     # verl's own check that rollout and actor agree on the generated tokens' log-probs.
     assert step2["training/rollout_probs_diff_max"] < 0.05
     # The reference model ran: step 1's update starts from the reference weights (KL 0), step 2's does not.
@@ -51,13 +55,15 @@ def test_rpo_grpo_generates_only_suffixes_and_masks_the_prefix(tiny_run, run_ver
     assert all(entry.step in (1, 2) and len(entry.response_ids) <= tiny_run.response for _, entry in cache.items())
 
 
-def test_rpo_dapo_filters_groups(tiny_run, run_verl_job, tmp_path):
+def test_rpo_dapo_filters_groups_and_rollout_data_dir_shows_the_regenerated_part(tiny_run, run_verl_job, tmp_path):
     # A random model never answers correctly, so filter on the shaped score (length term varies) to exercise the
     # filter and the extra generation batches; the recipe's default metric is acc.
+    dump_dir = tmp_path / "generations"
     result = run_verl_job(
         "recipe.rpo.main_rpo",
         tiny_run.args(
             tmp_path / "dapo",
+            f"trainer.rollout_data_dir={dump_dir}",
             "algorithm.filter_groups.enable=true", "algorithm.filter_groups.metric=score",
             "algorithm.filter_groups.max_num_gen_batches=8", "actor_rollout_ref.actor.clip_ratio_high=0.28",
             "reward.reward_manager.name=dapo",
@@ -70,6 +76,19 @@ def test_rpo_dapo_filters_groups(tiny_run, run_verl_job, tmp_path):
         assert 0 < step["train/kept_group_frac"] <= 1
         assert step["rpo/prefix_tokens_in_loss"] == 0
     assert result.step(2)["rpo/cache_hit_rate"] == 1.0
+
+    # verl's dump of the trained rows, read back: verl's fields, the reward's extras and RPO's per-row facts.
+    # A step may draw several generation batches of the same 4 prompts, so step 1 may already hit entries it wrote.
+    for n in (1, 2):
+        rows = [json.loads(line) for line in (dump_dir / f"{n}.jsonl").read_text().splitlines()]
+        assert len(rows) == tiny_run.prompts * tiny_run.group
+        for row in rows:
+            assert row["step"] == n and {"input", "output", "gts", "score", "acc", "verify_timeout"} <= set(row)
+            assert row["rpo_cache_hit"] or n == 1
+            assert 0 <= row["rpo_staleness"] <= n - 1
+            assert row["rpo_prefix_len"] + row["rpo_generated_tokens"] <= tiny_run.response
+            assert row["rpo_generated_tokens"] <= (tiny_run.suffix_budget if row["rpo_cache_hit"] else tiny_run.response)
+            assert isinstance(row["rpo_suffix"], str)
 
 
 def test_kill_and_resume_restores_the_cache_and_the_step(tiny_run, run_verl_job, tmp_path):

@@ -61,7 +61,7 @@ def test_correct_only_draws_among_correct_members():
 
 
 def test_accuracy_metric_prefers_any_correct_member():
-    counts = draws([0.9, 0.2, 0.5], [False, True, np.True_], ReplacementConfig(p_best=1.0, metric="acc"), count=4000)
+    counts = draws([0.9, 0.2, 0.5], [False, True, np.True_], ReplacementConfig(p_best=1.0, select_metric="acc"), count=4000)
     assert counts[0] == 0 and abs(counts[1] / 4000 - 0.5) < 0.04
 
 
@@ -81,7 +81,7 @@ def test_same_seed_same_choice():
     ([0.1, float("nan")], None, ReplacementConfig(), "NaN"),
     ([0.1, 0.2], [True], ReplacementConfig(), "1 accuracies for a group of 2"),
     ([0.1, 0.2], None, ReplacementConfig(correct_only=True), "needs per-answer accuracies"),
-    ([0.1, 0.2], None, ReplacementConfig(metric="acc"), "needs per-answer accuracies"),
+    ([0.1, 0.2], None, ReplacementConfig(select_metric="acc"), "needs per-answer accuracies"),
 ])
 def test_bad_inputs(scores, accs, cfg, message):
     with pytest.raises(ValueError, match=message):
@@ -90,8 +90,8 @@ def test_bad_inputs(scores, accs, cfg, message):
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"p_best": 1.5}, "p_best"), ({"p_best": -0.1}, "p_best"), ({"p_best": True}, "p_best"),
-    ({"metric": "reward"}, "metric"),
+    ({"select_metric": "reward"}, "select_metric"),
 ])
 def test_bad_config(kwargs, message):
-    with pytest.raises(ValueError, match=f"rpo.cache.replacement.{message}"):
+    with pytest.raises(ValueError, match=f"rpo.cache.{message}"):
         ReplacementConfig(**kwargs)

@@ -234,3 +234,16 @@ def test_dry_run_prints_what_hydra_composes_for_main_rpo(tmp_path):
                             timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert flatten(yaml.safe_load(result.stdout)) == expected
+
+
+def test_scripts_use_the_project_venv_without_activation(tmp_path):
+    """A user who never activated .venv (a bare PATH, no PYTHON) still gets the interpreter with verl and hydra."""
+    venv_python = REPO / ".venv" / "bin" / "python"
+    if not venv_python.exists():
+        pytest.skip("the project's .venv is not in the repository root (RPO_VENV elsewhere)")
+    bare_env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DRY_RUN": "1", "DATA_DIR": DATA_DIR}
+    result = subprocess.run(["bash", str(REPRO / "run_grpo_1.5b_rpo.sh")], env=bare_env, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"scripts/repro: using {venv_python}" in result.stderr
+    assert flatten(yaml.safe_load(result.stdout))["rpo.enable"] is True

@@ -2,7 +2,9 @@
 compute_score as verl calls it."""
 
 import math
+import operator
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,6 +18,8 @@ from verl_ext.rewards import (
     last_boxed_content,
     unbox,
 )
+from verl_ext.rewards.accuracy import VERIFY_DEADLINE_S, Verdict, check_answer
+from verl_ext.rewards.isolation import DeadlineExceeded, run_bounded
 
 # A response in the shape DeepSeek-R1-Distill models give under the RPO prompt: the template opened <think>.
 R1_RESPONSE = (
@@ -95,8 +99,8 @@ def test_accuracy_rejects_wrong_or_missing_answers(answer, ground_truth):
     assert accuracy_reward(response_with(answer), ground_truth) == 0.0
 
 
-def test_math_verify_needs_its_timeouts_off_outside_the_main_thread():
-    """Why accuracy.py switches the timeouts off: with them, math-verify raises in a worker thread."""
+def test_math_verify_needs_the_main_thread_for_its_timeouts():
+    """Why accuracy.py judges in a worker process: with its timeouts, math-verify refuses to run in a worker thread."""
     from math_verify import parse
 
     def parse_with_default_timeout():
@@ -104,6 +108,37 @@ def test_math_verify_needs_its_timeouts_off_outside_the_main_thread():
 
     with ThreadPoolExecutor(max_workers=1) as pool, pytest.raises(ValueError, match="threaded environment"):
         pool.submit(parse_with_default_timeout).result()
+
+
+# Answers that keep sympy busy for minutes off the main thread (measured: killed after 25 s in a thread, while
+# math-verify's own alarm ends them after its timeout in a main thread).
+PATHOLOGICAL = ["9^{9^{9^{9}}}", "2^{2^{2^{2^{2^{2}}}}}", "99999999999!"]
+
+
+def test_pathological_answers_time_out_from_a_worker_thread_and_score_zero():
+    """verl's reward loop scores from a thread pool: a pathological answer must come back, as wrong and timed out,
+    while ordinary answers scored at the same time keep their verdicts."""
+    responses = [f"</think> \\boxed{{{answer}}}" for answer in PATHOLOGICAL] + [R1_RESPONSE]
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=len(responses)) as pool:
+        results = list(pool.map(lambda response: compute_score("aime2024", response, "3/4"), responses))
+    elapsed = time.monotonic() - start
+    assert elapsed < 2 * VERIFY_DEADLINE_S, f"scoring took {elapsed:.1f} s"
+    assert [r["verify_timeout"] for r in results] == [1.0, 1.0, 1.0, 0.0]
+    assert [r["acc"] for r in results] == [False, False, False, True]
+    # Scored as wrong: no accuracy term, the wrong branch of the cosine reward (<= 0).
+    assert all(r["score"] == pytest.approx(r["format"] + r["cosine"]) and r["cosine"] <= 0 for r in results[:3])
+
+
+def test_reward_timeout_kills_a_call_that_ignores_signals():
+    """The hard bound: C code that never returns to the interpreter (here a plain sleep) is killed at the deadline,
+    and the pool serves the next call with a fresh worker."""
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        run_bounded(time.sleep, 60, deadline_s=1.0)
+    assert time.monotonic() - start < 10
+    assert run_bounded(operator.add, 2, 3, deadline_s=5.0) == 5
+    assert check_answer("3/4", "0.75") == Verdict(match=True, timed_out=False)
 
 
 def test_compute_score_works_in_a_worker_thread_like_verls_reward_loop():
@@ -190,7 +225,8 @@ def test_compute_score_on_a_correct_r1_response():
 def test_compute_score_on_an_overlong_wrong_response_without_think():
     response = "Let me try. " * 200 + "So the answer is \\boxed{5}."
     result = compute_score("aime2024", response, "204")
-    assert result == {"score": pytest.approx(-0.5), "acc": False, "format": 0.0, "cosine": -0.5, "pred": "5"}
+    assert result == {"score": pytest.approx(-0.5), "acc": False, "format": 0.0, "cosine": -0.5, "pred": "5",
+                      "verify_timeout": 0.0}
 
 
 def test_compute_score_without_a_box_predicts_nothing():

@@ -9,9 +9,10 @@ import pytest
 
 from verl_ext.truncation import Cut, TruncationConfig, sample_cut, sample_cuts
 
-CONFIGS = [TruncationConfig("tail", 1), TruncationConfig("tail", 5), TruncationConfig("tail", 300),
-           TruncationConfig("uniform", 1), TruncationConfig("uniform", 7), TruncationConfig("uniform", 300),
-           TruncationConfig("uniform", 4, min_prefix=3), TruncationConfig("uniform", 300, min_prefix=1000)]
+CONFIGS = [TruncationConfig(mode=mode, max_new_tokens=k) for mode in ("tail", "uniform") for k in (1, 5, 300)] + [
+    TruncationConfig(mode="uniform", max_new_tokens=4, min_prefix=3),
+    TruncationConfig(mode="uniform", max_new_tokens=300, min_prefix=1000),
+]
 
 
 def assert_invariants(cut: Cut, cached_len: int, budget: int) -> None:
@@ -53,7 +54,7 @@ def test_single_cut_equals_the_batch_of_one():
 
 
 def test_tail_cuts_uniformly_and_regenerates_what_was_cut():
-    cfg = TruncationConfig("tail", max_new_tokens=10)
+    cfg = TruncationConfig(mode="tail", max_new_tokens=10)
     cuts = sample_cuts(np.full(20_000, 1000), 4096, cfg, np.random.default_rng(0))
     cut_sizes = np.array([1000 - cut.prefix_len for cut in cuts])
     assert all(cut.max_new_tokens == 1000 - cut.prefix_len for cut in cuts)
@@ -63,7 +64,7 @@ def test_tail_cuts_uniformly_and_regenerates_what_was_cut():
 
 
 def test_tail_on_a_short_answer_regenerates_from_scratch_with_the_drawn_budget():
-    cfg = TruncationConfig("tail", max_new_tokens=300)
+    cfg = TruncationConfig(mode="tail", max_new_tokens=300)
     cuts = sample_cuts(np.full(2000, 50), 4096, cfg, np.random.default_rng(1))
     fresh = [cut for cut in cuts if cut.prefix_len == 0]
     assert fresh and all(50 <= cut.max_new_tokens <= 300 for cut in fresh)  # the reference's answer[:-k], max_tokens=k
@@ -71,7 +72,7 @@ def test_tail_on_a_short_answer_regenerates_from_scratch_with_the_drawn_budget()
 
 
 def test_uniform_prefix_is_uniform_over_the_allowed_range():
-    cfg = TruncationConfig("uniform", max_new_tokens=50, min_prefix=2)
+    cfg = TruncationConfig(mode="uniform", max_new_tokens=50, min_prefix=2)
     cuts = sample_cuts(np.full(30_000, 12), 4096, cfg, np.random.default_rng(0))
     prefix_lens = np.array([cut.prefix_len for cut in cuts])
     assert set(prefix_lens) == set(range(2, 12))
@@ -81,12 +82,12 @@ def test_uniform_prefix_is_uniform_over_the_allowed_range():
 
 
 def test_uniform_answer_shorter_than_min_prefix_keeps_all_but_one_token():
-    cfg = TruncationConfig("uniform", max_new_tokens=50, min_prefix=100)
+    cfg = TruncationConfig(mode="uniform", max_new_tokens=50, min_prefix=100)
     assert sample_cut(30, 4096, cfg, np.random.default_rng(0)) == Cut(prefix_len=29, max_new_tokens=50)
 
 
 def test_suffix_budget_shrinks_near_the_response_budget():
-    cfg = TruncationConfig("uniform", max_new_tokens=300, min_prefix=1000)
+    cfg = TruncationConfig(mode="uniform", max_new_tokens=300, min_prefix=1000)
     for seed in range(50):
         cut = sample_cut(1024, 1024, cfg, np.random.default_rng(seed))
         assert 1000 <= cut.prefix_len <= 1023 and cut.max_new_tokens == 1024 - cut.prefix_len
@@ -103,9 +104,10 @@ def test_overlong_answer_is_clipped_to_the_response_budget(cfg):
 
 def test_empty_answer():
     rng = np.random.default_rng(0)
-    assert sample_cut(0, 4096, TruncationConfig("uniform", 300), rng) == Cut(prefix_len=0, max_new_tokens=300)
-    assert sample_cut(0, 100, TruncationConfig("uniform", 300), rng) == Cut(prefix_len=0, max_new_tokens=100)
-    tail = sample_cuts([0] * 500, 4096, TruncationConfig("tail", 300), rng)
+    uniform = TruncationConfig(mode="uniform", max_new_tokens=300)
+    assert sample_cut(0, 4096, uniform, rng) == Cut(prefix_len=0, max_new_tokens=300)
+    assert sample_cut(0, 100, uniform, rng) == Cut(prefix_len=0, max_new_tokens=100)
+    tail = sample_cuts([0] * 500, 4096, TruncationConfig(mode="tail", max_new_tokens=300), rng)
     assert all(cut.prefix_len == 0 and 1 <= cut.max_new_tokens <= 300 for cut in tail)
 
 

@@ -14,10 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from verl_ext.rewards.accuracy import answers_match, extract_prediction
+from verl_ext.rewards.accuracy import check_answer, extract_prediction
 from verl_ext.rewards.boxed import unbox
 from verl_ext.rewards.format import format_reward
 from verl_ext.rewards.length import cosine_length_reward
+
+VERIFY_TIMEOUT_FIELD = "verify_timeout"
+"""The reward extra field that marks an answer math-verify could not judge in time."""
 
 # Keyword arguments verl's reward managers may add on their own (reward-model routing); they do not concern us.
 VERL_PASSTHROUGH_KWARGS = frozenset({"reward_router_address", "reward_model_tokenizer"})
@@ -55,12 +58,15 @@ def compute_score(
 ) -> dict[str, Any]:
     """Score one response (the decoded prefix+suffix in RPO) against its ground truth.
 
-    Returns ``{"score": weighted sum, "acc": bool, "format": float, "cosine": float, "pred": str}``.
+    Returns ``{"score": weighted sum, "acc": bool, "format": float, "cosine": float, "pred": str,
+    "verify_timeout": float}``; ``verify_timeout`` is 1.0 when math-verify ran out of time (the answer then scores as
+    wrong), so the trainer can count such answers (``reward/verify_timeouts``).
     ``data_source`` and ``extra_info`` are not needed: every data set is scored the same way.
     """
     config = RewardConfig.from_kwargs(kwargs)
     pred = extract_prediction(solution_str)
-    correct = answers_match(unbox(ground_truth), pred)
+    verdict = check_answer(unbox(ground_truth), pred)
+    correct = verdict.match
     accuracy = 1.0 if correct else 0.0
     formatted = format_reward(solution_str)
     cosine = cosine_length_reward(
@@ -73,4 +79,5 @@ def compute_score(
         wrong_min=config.cosine_wrong_min,
     )
     score = config.accuracy_weight * accuracy + config.format_weight * formatted + config.cosine_weight * cosine
-    return {"score": score, "acc": correct, "format": formatted, "cosine": cosine, "pred": pred}
+    return {"score": score, "acc": correct, "format": formatted, "cosine": cosine, "pred": pred,
+            VERIFY_TIMEOUT_FIELD: float(verdict.timed_out)}

@@ -34,6 +34,13 @@ from .agent_loop import (
 KEY_COLUMN = "rpo_key"
 HIT_COLUMN = "rpo_cache_hit"
 STALENESS_COLUMN = "rpo_staleness"
+# Per prompt: True when the prefix's log-probs handed to the engine are real behaviour log-probs (an empty prefix,
+# or a cache entry that kept them); False when the agent loop had to stand 0.0 in for them.
+PREFIX_LOGPROBS_REAL_COLUMN = "rpo_prefix_logprobs_real"
+
+
+class MissingBehaviourLogprobs(ValueError):
+    """A prefix must enter a loss that compares against its behaviour log-probs, and its cache entry has none."""
 
 
 def _object_array(values: Sequence[Any]) -> np.ndarray:
@@ -89,6 +96,24 @@ def prefix_loss_tokens(batch: DataProto) -> dict[str, float]:
     }
 
 
+def rollout_dump_fields(batch: DataProto, tokenizer: Any) -> dict[str, list]:
+    """Per row, what ``trainer.rollout_data_dir`` records beside verl's fields so that a reader sees which part of
+    each answer was regenerated: the cached prefix's length, the regenerated suffix as text, the tokens generated,
+    whether the prompt hit the cache and how many steps old its entry was."""
+    prefix_lens = np.asarray(batch.non_tensor_batch[OUT_PREFIX_LEN], dtype=np.int64)
+    answers = response_ids(batch)
+    suffixes = tokenizer.batch_decode([answer[prefix:].tolist() for answer, prefix in zip(answers, prefix_lens)],
+                                      skip_special_tokens=True)
+    ntb = batch.non_tensor_batch
+    return {
+        OUT_PREFIX_LEN: prefix_lens.tolist(),
+        "rpo_suffix": suffixes,
+        OUT_GENERATED: np.asarray(ntb[OUT_GENERATED], dtype=np.int64).tolist(),
+        HIT_COLUMN: [bool(hit) for hit in ntb[HIT_COLUMN]],
+        STALENESS_COLUMN: np.asarray(ntb[STALENESS_COLUMN], dtype=np.int64).tolist(),
+    }
+
+
 @dataclass
 class RolloutRows:
     """Row-level facts of one generation call, kept for the step's ``rpo/*`` metrics."""
@@ -119,7 +144,10 @@ class PartialRollout:
         group_size: int,
         num_workers: int,
         eos_token_ids: Sequence[int],
+        require_prefix_logprobs: bool = False,
     ) -> None:
+        """``require_prefix_logprobs``: the loss compares the prefix against its behaviour log-probs (``loss_on_prefix``
+        with rollout correction), so a prefix whose entry has none is refused rather than given 0.0 stand-ins."""
         self.config = config
         self.cache = cache
         self.response_length = response_length
@@ -127,6 +155,7 @@ class PartialRollout:
         self.num_workers = max(1, num_workers)
         self.eos_token_ids = frozenset(int(t) for t in eos_token_ids)
         self.rng = np.random.default_rng(config.seed)
+        self.require_prefix_logprobs = require_prefix_logprobs
 
     def keys_of(self, batch: DataProto) -> list[str]:
         ntb = batch.non_tensor_batch
@@ -153,8 +182,10 @@ class PartialRollout:
             [step - self.cache.get(key).step if is_hit else 0 for key, is_hit in zip(keys, hit)], dtype=np.int64
         )
         prefixes = [self._prefix(key, cut) for key, cut in zip(keys, cuts)]
-        gen_batch.non_tensor_batch.update(self._columns(keys, prefixes, [cut.max_new_tokens for cut in cuts]))
+        columns = self._columns(keys, prefixes, [cut.max_new_tokens for cut in cuts])
+        gen_batch.non_tensor_batch.update(columns)
         batch.non_tensor_batch[KEY_COLUMN] = _object_array(keys)
+        batch.non_tensor_batch[PREFIX_LOGPROBS_REAL_COLUMN] = self._real_prefix_logprobs(prefixes, columns)
         batch.non_tensor_batch[HIT_COLUMN] = hit
         batch.non_tensor_batch[STALENESS_COLUMN] = staleness
 
@@ -179,6 +210,9 @@ class PartialRollout:
         accs = accuracies(batch)
         responses = response_ids(batch)
         logprobs = response_logprobs(batch) if self.config.cache.store_logprobs else [None] * len(batch)
+        # An answer whose prefix carried 0.0 stand-ins keeps no log-probs: a placeholder is never stored as real.
+        real = batch.non_tensor_batch.get(PREFIX_LOGPROBS_REAL_COLUMN, np.ones(len(batch), dtype=bool))
+        logprobs = [values if bool(is_real) else None for values, is_real in zip(logprobs, real)]
         members: dict[Any, list[int]] = {}
         for row, uid in enumerate(uids):
             members.setdefault(uid, []).append(row)
@@ -188,7 +222,7 @@ class PartialRollout:
             choice = choose_replacement(
                 [float(scores[i]) for i in group],
                 None if accs is None else [accs[i] for i in group],
-                self.config.cache.replacement,
+                self.config.cache,
                 self.rng,
             )
             if choice is None:
@@ -242,13 +276,33 @@ class PartialRollout:
             LOSS_ON_PREFIX: np.full(len(keys), self.config.loss_on_prefix, dtype=bool),
         }
         if self.config.cache.store_logprobs:
-            cached = []
-            for key, prefix in zip(keys, prefixes):
-                entry = self.cache.get(key)
-                logprobs = None if entry is None or entry.logprobs is None else entry.logprobs[: len(prefix)]
-                cached.append(logprobs if logprobs is not None and len(logprobs) == len(prefix) else None)
-            columns[PREFIX_LOGPROBS] = _object_array(cached)
+            columns[PREFIX_LOGPROBS] = _object_array(
+                [self._prefix_logprobs(key, prefix) for key, prefix in zip(keys, prefixes)]
+            )
         return columns
+
+    def _prefix_logprobs(self, key: str, prefix: np.ndarray) -> Optional[np.ndarray]:
+        """The entry's behaviour log-probs of ``prefix``; None when it kept none (the agent loop then stands 0.0 in,
+        which :meth:`_real_prefix_logprobs` records), or an error when the loss needs them."""
+        entry = self.cache.get(key)
+        logprobs = None if entry is None or entry.logprobs is None else entry.logprobs[: len(prefix)]
+        if logprobs is not None and len(logprobs) == len(prefix):
+            return logprobs
+        if self.require_prefix_logprobs and len(prefix):
+            raise MissingBehaviourLogprobs(
+                f"rpo: the cache entry of prompt {key!r} has no behaviour log-probs for its {len(prefix)}-token prefix, "
+                "but rpo.loss_on_prefix=true with algorithm.rollout_correction compares the prefix against them. "
+                "Build the offline cache with data_prep/build_cache.py --store-logprobs (or resume from a run that "
+                "had rpo.cache.store_logprobs=true), or set rpo.loss_on_prefix=false"
+            )
+        return None
+
+    @staticmethod
+    def _real_prefix_logprobs(prefixes: list[np.ndarray], columns: dict[str, np.ndarray]) -> np.ndarray:
+        """Per prompt: whether the prefix's log-probs reaching the batch are real (empty prefix, or kept ones)."""
+        kept = columns.get(PREFIX_LOGPROBS, _object_array([None] * len(prefixes)))
+        return np.array([len(prefix) == 0 or logprobs is not None for prefix, logprobs in zip(prefixes, kept)],
+                        dtype=bool)
 
     def _entry(self, ids: np.ndarray, logprobs: Optional[np.ndarray], score: float,
                accs: Optional[list[Optional[bool]]], row: int, step: int, source: str) -> CacheEntry:
