@@ -417,7 +417,7 @@ def _bench_classes():
             super().init_workers()
             self.async_rollout_manager = _TimedManager(self.async_rollout_manager)
 
-        def _collect_batch(self, batches, metrics, timing_raw):
+        def _collect_batch(self, batches, metrics, timing_raw, profile_rollout=False):
             warmup_steps = int(self.config.bench.warmup_steps)
             phase, rpo = step_plan(self.global_steps, warmup_steps)
             self._bench_partial_rollout = self.partial_rollout
@@ -426,7 +426,7 @@ def _bench_classes():
             manager = self.async_rollout_manager
             manager.calls.clear()
             try:
-                batch = super()._collect_batch(batches, metrics, timing_raw)
+                batch = super()._collect_batch(batches, metrics, timing_raw, profile_rollout)
             except BaseException:
                 self.partial_rollout = self._bench_partial_rollout
                 raise

@@ -144,3 +144,17 @@ def test_cli_defaults_and_acceptance_interface(bench, tmp_path):
 def test_tiny_context_covers_the_budget(bench):
     assert bench.tiny_max_positions(2048 + 64) == 8192
     assert bench.tiny_max_positions(8192 + 64) == 9216
+
+
+def test_the_bench_trainer_overrides_keep_the_recipe_trainers_signatures(bench):
+    """The benchmark subclasses RayRPOTrainer; a changed hook signature there must fail here, not in a 6-minute run."""
+    import inspect
+
+    from recipe.rpo.rpo_ray_trainer import RayRPOTrainer
+
+    def parameters(function):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+    trainer_cls = bench._bench_classes().trainer_cls
+    for name in ("_collect_batch", "_update_policy"):
+        assert parameters(getattr(trainer_cls, name)) == parameters(getattr(RayRPOTrainer, name)), name
