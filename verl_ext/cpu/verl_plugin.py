@@ -17,6 +17,7 @@ if cpu_platform_selected():
         patch_fsdp2_offload_pinning,
         patch_process_group_backend,
         patch_vllm_version_lookup,
+        patch_worker_threads,
         register_fsdp_engines_for_cpu,
     )
 
@@ -26,6 +27,7 @@ if cpu_platform_selected():
         patch_process_group_backend()
         register_fsdp_engines_for_cpu()
         patch_fsdp2_offload_pinning()
+        patch_worker_threads()
     except BackendCompatibilityError as exc:
         # verl imports plugins under `except Exception` and logs their failures at DEBUG only: say it at ERROR.
         logging.getLogger(__name__).error("%s", exc)
