@@ -48,9 +48,9 @@ from verl.utils.skip.skip_manager import SkipManager
 from verl.utils.tracking import Tracking
 from verl_ext.cache import ExperienceCache, tokenizer_fingerprint
 from verl_ext.checkpoint import load_rpo_state, prune_rpo_files, save_rpo_state
-from verl_ext.rewards.score import VERIFY_TIMEOUT_FIELD
 from verl_ext.group_filter import group_count, informative_rows
 from verl_ext.metrics import compute_rpo_metrics
+from verl_ext.rewards.score import VERIFY_TIMEOUT_FIELD
 from verl_ext.rollout.partial import (
     PartialRollout,
     RolloutRows,
