@@ -26,3 +26,8 @@ def informative_rows(uids: Sequence[Any], values: Sequence[float]) -> np.ndarray
 
 def group_count(uids: Sequence[Any]) -> int:
     return len(set(uids))
+
+
+def no_signal_group_count(uids: Sequence[Any], values: Sequence[float]) -> int:
+    """Groups of two or more rows whose values are all equal: zero GRPO advantage, no gradient."""
+    return group_count(uids) - group_count(np.asarray(uids, dtype=object)[informative_rows(uids, values)])

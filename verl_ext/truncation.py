@@ -10,6 +10,9 @@ relies on (design notes, verl_integration.md section 3.6), whatever the cached l
 - ``prefix_len + max_new_tokens <= response_budget`` (verl's ``data.max_response_length``, R), so prefix + suffix
   always fits the response tensor.
 
+``slack`` (both modes) adds that many tokens to the suffix budget, still capped by R: the length ratchet's fix, so
+that a tail-cut answer can grow back past its cached length.
+
 Modes (``rpo.truncation.mode``):
 
 - ``"tail"`` (the authors' code): draw ``k ~ U{1..max_new_tokens}``, cut ``min(k, L)`` tokens off the end and let the
@@ -54,6 +57,10 @@ class TruncationConfig(BaseConfig):
     """Tail: the largest number of tokens cut (and regenerated). Uniform: the suffix budget."""
     min_prefix: int = 0
     """Uniform only: the shortest prefix kept when the answer is long enough."""
+    slack: int = 0
+    """Tokens a suffix may generate beyond its mode's budget (always capped by ``R - prefix_len``). With the tail
+    cut and no slack the suffix budget is exactly what was cut, so a cached answer can never grow longer (an answer
+    that skipped a step can never get it back); a slack lets it."""
 
     def __post_init__(self) -> None:
         if self.mode not in TRUNCATION_MODES:
@@ -62,6 +69,8 @@ class TruncationConfig(BaseConfig):
             raise ValueError(f"rpo.truncation.max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
         if not _is_int(self.min_prefix) or self.min_prefix < 0:
             raise ValueError(f"rpo.truncation.min_prefix must be an integer >= 0, got {self.min_prefix!r}")
+        if not _is_int(self.slack) or self.slack < 0:
+            raise ValueError(f"rpo.truncation.slack must be an integer >= 0, got {self.slack!r}")
         if self.mode == "tail" and self.min_prefix != 0:
             raise ValueError(f"rpo.truncation.min_prefix={self.min_prefix} has no effect in mode 'tail' (the cut is "
                              "measured from the end); set it to 0 or use mode 'uniform'")
@@ -109,7 +118,7 @@ def sample_cuts(lengths: Sequence[int] | np.ndarray, response_budget: int, cfg: 
         lowest = np.minimum(cfg.min_prefix, last_keepable)
         prefix_len = rng.integers(lowest, last_keepable + 1)
         budget = np.full(clipped.shape, cfg.max_new_tokens)
-    max_new_tokens = np.minimum(budget, response_budget - prefix_len)
+    max_new_tokens = np.minimum(budget + cfg.slack, response_budget - prefix_len)
     return [Cut(int(prefix), int(new)) for prefix, new in zip(prefix_len, max_new_tokens, strict=True)]
 
 

@@ -48,7 +48,7 @@ from verl.utils.skip.skip_manager import SkipManager
 from verl.utils.tracking import Tracking
 from verl_ext.cache import ExperienceCache, tokenizer_fingerprint
 from verl_ext.checkpoint import load_rpo_state, prune_rpo_files, save_rpo_state
-from verl_ext.group_filter import group_count, informative_rows
+from verl_ext.group_filter import group_count, informative_rows, no_signal_group_count
 from verl_ext.metrics import compute_rpo_metrics
 from verl_ext.rewards.score import VERIFY_TIMEOUT_FIELD
 from verl_ext.rollout.partial import (
@@ -208,7 +208,9 @@ class RayRPOTrainer(RayPPOTrainer):
         result = compute_data_metrics(batch=batch, use_critic=self.use_critic)
         result.update(compute_timing_metrics(batch=batch, timing_raw=timing_raw))
         result.update(
-            compute_throughout_metrics(batch=batch, timing_raw=timing_raw, n_gpus=self.resource_pool_manager.get_n_gpus())
+            compute_throughout_metrics(
+                batch=batch, timing_raw=timing_raw, n_gpus=self.resource_pool_manager.get_n_gpus()
+            )
         )
         result.update(compute_variance_proxy_metrics(batch=batch, gradient_norm=metrics.get("actor/grad_norm")))
         ntb = batch.non_tensor_batch
@@ -250,6 +252,7 @@ class RayRPOTrainer(RayPPOTrainer):
         kept: Optional[DataProto] = None
         num_gen_batches = 0
         generated_groups = 0
+        no_signal_groups = 0
         with marked_timer("gen", timing_raw, color="red"):
             if profile_rollout:
                 self.llm_server_manager.start_profile()
@@ -260,6 +263,9 @@ class RayRPOTrainer(RayPPOTrainer):
                 batch = self._generate_and_score(DataProto.from_single_dict(batch_dict), rows, metrics, timing_raw)
                 num_gen_batches += 1
                 generated_groups += group_count(batch.non_tensor_batch["uid"])
+                no_signal_groups += no_signal_group_count(
+                    batch.non_tensor_batch["uid"], self._filter_values(batch, None)
+                )
                 if not filter_cfg.enable:
                     kept = batch
                     break
@@ -279,6 +285,8 @@ class RayRPOTrainer(RayPPOTrainer):
             self.checkpoint_manager.sleep_replicas()
             if profile_rollout:
                 self.llm_server_manager.stop_profile()
+        # Groups whose G answers all scored the same have zero advantage: no gradient (before any DAPO filter).
+        metrics["rpo/no_signal_group_frac"] = no_signal_groups / max(generated_groups, 1)
         if filter_cfg.enable:
             metrics["train/num_gen_batches"] = num_gen_batches
             metrics["train/kept_group_frac"] = target_groups / max(generated_groups, 1)
@@ -342,6 +350,10 @@ class RayRPOTrainer(RayPPOTrainer):
         )
         if rows.seed_acc:
             result["rpo/seed_acc"] = float(np.mean(rows.seed_acc))
+        if rows.cached_lens:
+            result["rpo/cached_len_mean"] = float(np.mean(rows.cached_lens))
+        if rows.cached_correct:
+            result["rpo/cached_acc_frac"] = float(np.mean(rows.cached_correct))
         return result
 
     # ------------------------------------------------------------------ update part of a step

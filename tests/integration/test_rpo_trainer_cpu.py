@@ -42,6 +42,11 @@ def test_rpo_grpo_generates_only_suffixes_and_masks_the_prefix(tiny_run, run_ver
         assert step["rpo/prefix_tokens_in_loss"] == 0
         assert step["rpo/loss_tokens"] == step["rpo/suffix_tokens"]
     assert step2["rpo/prefix_tokens"] > 0
+    # The testbed's diagnostics: a random model answers wrong, so its cached answers are wrong and no group has signal
+    # in accuracy (the shaped score still varies with length).
+    assert step2["rpo/cached_acc_frac"] == 0.0 and 0 < step2["rpo/cached_len_mean"] <= tiny_run.response
+    assert 0.0 <= step2["rpo/no_signal_group_frac"] <= 1.0
+    assert 0.0 <= baseline.step(2)["rpo/no_signal_group_frac"] <= 1.0
     # The reward's timeout count reaches the dashboard (no tiny-model answer makes math-verify time out).
     assert step1["reward/verify_timeouts"] == 0 and step2["reward/verify_timeouts"] == 0
     # verl's own check that rollout and actor agree on the generated tokens' log-probs.

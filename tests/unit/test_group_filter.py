@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from verl_ext.group_filter import group_count, informative_rows
+from verl_ext.group_filter import group_count, informative_rows, no_signal_group_count
 
 
 def test_keeps_groups_with_spread_and_singletons():
@@ -24,3 +24,9 @@ def test_length_mismatch_is_an_error():
 
 def test_group_count():
     assert group_count(["a", "b", "a"]) == 2
+
+
+def test_no_signal_groups_are_those_whose_answers_all_scored_the_same():
+    uids = ["a", "a", "b", "b", "c", "c", "d"]
+    values = [1.0, 1.0, 0.0, 1.0, -0.5, -0.5, 3.0]
+    assert no_signal_group_count(uids, values) == 2  # a and c; d has one row

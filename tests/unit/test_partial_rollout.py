@@ -160,3 +160,14 @@ def test_rollout_data_dir_fields_say_which_part_was_regenerated():
     assert fields["rpo_suffix"] == [chr(ord("a") + SUFFIX_TOKEN) * generated] * GROUP
     assert fields["rpo_generated_tokens"] == [generated] * GROUP
     assert fields["rpo_cache_hit"] == [True] * GROUP and fields["rpo_staleness"] == [1] * GROUP
+
+
+def test_rows_record_the_cached_answers_cut_this_step():
+    """The diagnostics of the testbed: length and correctness of the cached answers a step was cut from."""
+    wrong = CacheEntry(response_ids=np.array([5] * 5, np.int32), logprobs=None, score=0.0, acc=False, step=0,
+                       source="seed", finished=False)
+    partial, manager = rollout({0: entry(ANSWER, REAL), 1: wrong})
+    rows = RolloutRows()
+    batch = prompt_batch([0, 1, 2])
+    partial.generate(manager, batch, batch, step=1, rows=rows)
+    assert sorted(rows.cached_lens) == [5, len(ANSWER)] and sorted(rows.cached_correct) == [False, True]

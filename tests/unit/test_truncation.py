@@ -12,6 +12,8 @@ from verl_ext.truncation import Cut, TruncationConfig, sample_cut, sample_cuts
 CONFIGS = [TruncationConfig(mode=mode, max_new_tokens=k) for mode in ("tail", "uniform") for k in (1, 5, 300)] + [
     TruncationConfig(mode="uniform", max_new_tokens=4, min_prefix=3),
     TruncationConfig(mode="uniform", max_new_tokens=300, min_prefix=1000),
+    TruncationConfig(mode="tail", max_new_tokens=5, slack=7),
+    TruncationConfig(mode="uniform", max_new_tokens=5, slack=7),
 ]
 
 
@@ -61,6 +63,21 @@ def test_tail_cuts_uniformly_and_regenerates_what_was_cut():
     assert set(cut_sizes) == set(range(1, 11))
     counts = np.bincount(cut_sizes, minlength=11)[1:]
     assert np.all(np.abs(counts / len(cuts) - 0.1) < 0.01)
+
+
+def test_slack_lets_a_tail_cut_answer_grow_past_its_cached_length():
+    """The length ratchet: without slack a suffix has exactly the cut's budget, so prefix + suffix never exceeds the
+    cached length; with slack it may, up to the response budget."""
+    lengths = np.full(2000, 100)
+    plain = sample_cuts(lengths, 4096, TruncationConfig(mode="tail", max_new_tokens=10), np.random.default_rng(0))
+    grown = sample_cuts(lengths, 4096, TruncationConfig(mode="tail", max_new_tokens=10, slack=50),
+                        np.random.default_rng(0))
+    assert max(cut.prefix_len + cut.max_new_tokens for cut in plain) == 100
+    assert [cut.prefix_len for cut in grown] == [cut.prefix_len for cut in plain]  # the same draws
+    assert all(g.max_new_tokens == p.max_new_tokens + 50 for g, p in zip(grown, plain))
+    capped = sample_cuts([100] * 50, 105, TruncationConfig(mode="tail", max_new_tokens=10, slack=50),
+                         np.random.default_rng(0))
+    assert all(cut.prefix_len + cut.max_new_tokens == 105 for cut in capped)
 
 
 def test_tail_on_a_short_answer_regenerates_from_scratch_with_the_drawn_budget():
@@ -122,6 +139,7 @@ def test_empty_batch():
     ({"max_new_tokens": True}, "rpo.truncation.max_new_tokens"),
     ({"mode": "uniform", "min_prefix": -1}, "rpo.truncation.min_prefix"),
     ({"mode": "tail", "min_prefix": 10}, "no effect in mode 'tail'"),
+    ({"slack": -1}, "rpo.truncation.slack"),
 ])
 def test_bad_config(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -126,6 +126,10 @@ class RolloutRows:
     seed_count: int = 0
     seed_tokens: int = 0
     seed_acc: list[float] = field(default_factory=list)
+    cached_lens: list[int] = field(default_factory=list)
+    """Per cache-hit prompt: the length of the cached answer it was cut from."""
+    cached_correct: list[bool] = field(default_factory=list)
+    """Per cache-hit prompt whose entry has an accuracy: whether the cached answer was correct."""
 
     def concat(self, name: str) -> np.ndarray:
         parts = getattr(self, name)
@@ -181,6 +185,9 @@ class PartialRollout:
         staleness = np.array(
             [step - self.cache.get(key).step if is_hit else 0 for key, is_hit in zip(keys, hit)], dtype=np.int64
         )
+        hit_entries = [self.cache.get(key) for key, is_hit in zip(keys, hit) if is_hit]
+        rows.cached_lens.extend(len(entry.response_ids) for entry in hit_entries)
+        rows.cached_correct.extend(bool(entry.acc) for entry in hit_entries if entry.acc is not None)
         prefixes = [self._prefix(key, cut) for key, cut in zip(keys, cuts)]
         columns = self._columns(keys, prefixes, [cut.max_new_tokens for cut in cuts])
         gen_batch.non_tensor_batch.update(columns)
@@ -290,7 +297,8 @@ class PartialRollout:
             return logprobs
         if self.require_prefix_logprobs and len(prefix):
             raise MissingBehaviourLogprobs(
-                f"rpo: the cache entry of prompt {key!r} has no behaviour log-probs for its {len(prefix)}-token prefix, "
+                f"rpo: the cache entry of prompt {key!r} has no behaviour log-probs for its {len(prefix)}-token "
+                "prefix, "
                 "but rpo.loss_on_prefix=true with algorithm.rollout_correction compares the prefix against them. "
                 "Build the offline cache with data_prep/build_cache.py --store-logprobs (or resume from a run that "
                 "had rpo.cache.store_logprobs=true), or set rpo.loss_on_prefix=false"
