@@ -8,7 +8,7 @@ setup(
     include_package_data=True,
     package_data={"": ["*.yaml", "*.json", "*.txt", "*.jinja"]},
     python_requires=">=3.10,<3.13",
-    install_requires=["numpy>=2", "pandas", "pyarrow>=19", "math-verify", "pebble>=5", "tqdm", "matplotlib"],
+    install_requires=["numpy>=2", "pandas", "pyarrow>=19", "math-verify", "pebble>=5", "scipy", "tqdm", "matplotlib"],
     extras_require={
         "gpu": ["verl[vllm,fsdp]==0.9.1"],
         "test": ["pytest>=8", "pytest-asyncio>=0.23", "pytest-timeout"],

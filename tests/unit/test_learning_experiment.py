@@ -73,101 +73,140 @@ def test_mean_curve_averages_per_step_over_seeds_on_common_steps(exp):
     assert mean[1]["wall_s"] == {"mean": 4.0, "std": pytest.approx(2 * 2**0.5), "min": 2.0, "max": 6.0}
 
 
-def test_compare_seed_when_rpo_reaches_the_baseline_early(exp):
+def test_compare_seed_when_the_arm_reaches_the_baseline_early(exp):
     full = exp.run_curve(_lines({0: 0.3, 2: 0.5, 4: 0.6}, 10.0, 1000.0, 4))
     rpo = exp.run_curve(_lines({0: 0.3, 2: 0.6, 4: 0.7}, 4.0, 250.0, 4))
     verdict = exp.compare_seed(full, rpo)
+    assert verdict["final_acc_diff"] == pytest.approx(0.1)
     assert verdict["wall_ratio"] == pytest.approx(0.4)
     assert verdict["token_ratio"] == pytest.approx(0.25)
-    assert verdict["rpo_reached_full_final"] is True
-    assert verdict["rpo_reached_at_step"] == 2
-    assert verdict["rpo_reached_at_wall_frac"] == pytest.approx(8.0 / 40.0)
+    assert verdict["reached_full_final"] is True
+    assert verdict["reached_at_step"] == 2
+    assert verdict["reached_at_wall_frac"] == pytest.approx(8.0 / 40.0)
 
 
-def test_compare_seed_when_rpo_never_reaches_the_baseline(exp):
+def test_compare_seed_when_the_arm_never_reaches_the_baseline(exp):
     full = exp.run_curve(_lines({0: 0.3, 2: 0.9}, 10.0, 1000.0, 2))
     rpo = exp.run_curve(_lines({0: 0.3, 2: 0.8}, 4.0, 250.0, 2))
     verdict = exp.compare_seed(full, rpo)
-    assert verdict["rpo_reached_full_final"] is False
-    assert verdict["rpo_reached_at_step"] is None and verdict["rpo_reached_at_wall_frac"] is None
+    assert verdict["reached_full_final"] is False
+    assert verdict["reached_at_step"] is None and verdict["reached_at_wall_frac"] is None
 
 
 def test_compare_seed_does_not_count_the_shared_start(exp):
-    """A baseline that ends below the start is not "reached" by RPO's untrained start point."""
+    """A baseline that ends below the start is not "reached" by the arm's untrained start point."""
     full = exp.run_curve(_lines({0: 0.5, 2: 0.4}, 10.0, 1000.0, 2))
     rpo = exp.run_curve(_lines({0: 0.5, 2: 0.3}, 4.0, 250.0, 2))
-    assert exp.compare_seed(full, rpo)["rpo_reached_full_final"] is False
+    assert exp.compare_seed(full, rpo)["reached_full_final"] is False
+
+
+def test_paired_interval_is_students_t(exp):
+    interval = exp.paired_interval([0.1, 0.2, 0.3])
+    # mean 0.2, std 0.1, t(0.975, 2) = 4.3027: half-width 4.3027 * 0.1 / sqrt(3)
+    assert interval["mean"] == pytest.approx(0.2) and interval["std"] == pytest.approx(0.1)
+    assert interval["low"] == pytest.approx(0.2 - 0.248418, abs=1e-5)
+    assert interval["high"] == pytest.approx(0.2 + 0.248418, abs=1e-5)
+    assert exp.paired_interval([0.4])["low"] is None
+
+
+def test_run_diagnostics_average_the_training_steps_only(exp):
+    lines = _lines({0: 0.1, 2: 0.2}, 1.0, 5.0, 2)
+    lines[1]["data"]["rpo/no_signal_group_frac"] = 0.25
+    lines[2]["data"]["rpo/no_signal_group_frac"] = 0.75
+    lines[0]["data"]["rpo/no_signal_group_frac"] = 9.0  # not a training step
+    assert exp.run_diagnostics(lines) == {"rpo/no_signal_group_frac": 0.5}
 
 
 def _runs(exp):
     return {
         "full": {s: exp.run_curve(_lines({0: 0.3, 2: 0.5 + 0.1 * s}, 10.0, 1000.0, 2)) for s in (0, 1, 2)},
         "rpo": {s: exp.run_curve(_lines({0: 0.3, 2: 0.6}, 5.0, 300.0, 2)) for s in (0, 1, 2)},
+        "rpo_null": {s: exp.run_curve(_lines({0: 0.3, 2: 0.5 + 0.1 * s}, 11.0, 1000.0, 2)) for s in (0, 1, 2)},
     }
 
 
-def test_summarize_counts_seeds_where_rpo_reached_the_baseline(exp):
-    summary = exp.summarize(_runs(exp))
+def test_summarize_compares_every_arm_with_the_full_path_paired_by_seed(exp):
+    summary = exp.summarize(_runs(exp), {"rpo": {s: {"rpo/cached_acc_frac": 0.5 + 0.1 * s} for s in (0, 1, 2)}})
     assert summary["seeds"] == [0, 1, 2]
-    assert summary["rpo_reached_full_final"] == 2  # baseline finals 0.5, 0.6, 0.7 against RPO's 0.6
-    assert summary["wall_ratio"]["mean"] == pytest.approx(0.5)
-    assert summary["token_ratio"]["max"] == pytest.approx(0.3)
-    assert summary["arms"]["full"]["final_acc"]["mean"] == pytest.approx(0.6)
-    assert summary["rpo_reached_at_wall_frac"]["mean"] == pytest.approx(0.5)
+    rpo = summary["comparisons"]["rpo"]
+    assert rpo["reached_full_final"] == 2  # baseline finals 0.5, 0.6, 0.7 against RPO's 0.6
+    assert rpo["wall_ratio"]["mean"] == pytest.approx(0.5)
+    assert rpo["token_ratio"]["max"] == pytest.approx(0.3)
+    assert rpo["final_acc_diff"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    assert rpo["reached_at_wall_frac"]["mean"] == pytest.approx(0.5)
+    null = summary["comparisons"]["rpo_null"]["final_acc_diff"]
+    assert (null["mean"], null["std"]) == (pytest.approx(0.0), pytest.approx(0.0))
+    arms = summary["arms"]
+    assert arms["full"]["final_acc"]["mean"] == pytest.approx(0.6)
+    assert arms["full"]["gain"]["mean"] == pytest.approx(0.3)
+    assert arms["rpo"]["diagnostics"]["rpo/cached_acc_frac"]["mean"] == pytest.approx(0.6)
+    assert "full" not in summary["comparisons"]
 
 
-def test_summarize_needs_a_seed_with_both_arms(exp):
+def test_summarize_needs_the_full_path_and_a_common_seed(exp):
     runs = _runs(exp)
-    runs["rpo"] = {}
-    with pytest.raises(ValueError, match="both a full-path and an RPO run"):
+    with pytest.raises(ValueError, match="no full run"):
+        exp.summarize({"rpo": runs["rpo"]})
+    runs["rpo"] = {7: runs["rpo"][0]}
+    with pytest.raises(ValueError, match="no seed has a run of every arm"):
         exp.summarize(runs)
 
 
-def test_markdown_summary_reports_every_seed_and_the_verdict(exp):
-    settings = {"steps": 2, "prompts_per_step": 8, "train_prompts": 32, "group_size": 4, "response_length": 96,
-                "suffix_budget": 48,
-                "truncation_mode": "tail", "actor_lr": 1e-4, "val_prompts": 64, "temperature": 0.7,
-                "reward": "acc", "val_samples": 4, "val_temperature": 0.7}
-    table = exp.markdown_summary(exp.summarize(_runs(exp)), settings)
-    assert "| 2 | 0.300 | 0.700 | 0.600 | 0.500 | 0.300 | never |" in table
-    assert "| 0 | 0.300 | 0.500 | 0.600 | 0.500 | 0.300 | step 2 (50% of full-path wall-clock) |" in table
-    assert "RPO reached the full-path final accuracy in 2 of 3 seeds" in table
+SETTINGS = {"steps": 2, "prompts_per_step": 8, "train_prompts": 32, "group_size": 4, "response_length": 96,
+            "suffix_budget": 48, "truncation_mode": "tail", "actor_lr": 1e-4, "val_prompts": 64, "temperature": 0.7,
+            "reward": "acc", "val_samples": 4, "val_temperature": 0.7}
+
+
+def test_markdown_summary_reports_every_arm_seed_and_interval(exp):
+    table = exp.markdown_summary(exp.summarize(_runs(exp)), SETTINGS)
+    assert "| full-path GRPO | 0.300 ± 0.000 (min 0.300, max 0.300) | 0.600 ± 0.100 (min 0.500, max 0.700) " in table
+    assert "| (baseline) | 1 | 1 |  |" in table
+    assert "| RPO-GRPO (tail cut) |" in table
+    assert "+0.000 [-0.248, +0.248] | 0.50 ± 0.00 | 0.30 ± 0.00 | 2 of 3 |" in table
+    assert "| 2 | 0.300 | 0.700 | 0.600 | 0.700 |" in table
     assert "mean of 4 samples at T=0.7 (64 prompts)" in table
 
 
 def test_report_files_and_replot_from_the_saved_curves(exp, tmp_path):
     runs = _runs(exp)
-    details = {arm: {seed: {"curve": curve, "process_s": 60.0} for seed, curve in runs[arm].items()}
+    details = {arm: {seed: {"curve": curve, "diagnostics": {}, "process_s": 60.0} for seed, curve in runs[arm].items()}
                for arm in runs}
-    settings = {"steps": 2, "prompts_per_step": 8, "train_prompts": 32, "group_size": 4, "response_length": 96,
-                "suffix_budget": 48,
-                "truncation_mode": "tail", "actor_lr": 1e-4, "val_prompts": 64, "temperature": 0.7,
-                "reward": "acc", "val_samples": 1, "val_temperature": 0.0, "warmup": {"reused": True}}
+    settings = {**SETTINGS, "val_samples": 1, "val_temperature": 0.0, "warmup": {"reused": True}}
     text = exp.write_report(tmp_path, runs, settings, {"cpu_count": 2}, 600.0, details)
     for name in ("accuracy_vs_wallclock.png", "accuracy_vs_generated_tokens.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "summary.md").read_text() == text + "\n"
     assert "greedy val accuracy (64 prompts)" in text and "10.0 min on 2 cores" in text
     saved = json.loads((tmp_path / "curves.json").read_text())
-    assert saved["summary"]["rpo_reached_full_final"] == 2
+    assert saved["summary"]["comparisons"]["rpo"]["reached_full_final"] == 2
+    assert set(saved["runs"]) == {"full", "rpo", "rpo_null"} and saved["summary"]["arms"]["full"]["final_acc"]
     (tmp_path / "summary.md").unlink()
     assert exp.replot(tmp_path) == text
 
 
-def test_overrides_differ_between_arms_only_in_rpo_enable(exp, tmp_path):
+def test_overrides_differ_between_arms_only_in_the_arms_own_overrides(exp, tmp_path):
     args = exp.parse_args(["--work-dir", str(tmp_path), "trainer.foo=1"])
+    assert args.arms == ["full", "rpo", "rpo_null", "rpo_uniform", "rpo_slack"]
     full = exp.rl_overrides(args, "full", 7, tmp_path / "run", tmp_path / "warm")
-    rpo = exp.rl_overrides(args, "rpo", 7, tmp_path / "run", tmp_path / "warm")
-    differing = {(a, b) for a, b in zip(full, rpo) if a != b}
-    assert differing == {("rpo.enable=false", "rpo.enable=true"),
-                         ("trainer.experiment_name=full_seed7", "trainer.experiment_name=rpo_seed7")}
-    assert {"data.seed=7", "actor_rollout_ref.rollout.seed=7", "rpo.seed=7"} <= set(rpo)
+    for arm in ("rpo", "rpo_null", "rpo_slack"):
+        other = exp.rl_overrides(args, arm, 7, tmp_path / "run", tmp_path / "warm")
+        assert set(other) - set(full) == {f"trainer.experiment_name={arm}_seed7",
+                                          *(o.format(suffix_budget=48) for o in exp.ARMS[arm].overrides)}
+        assert other[-1] == "trainer.foo=1"
+    rpo_null = exp.rl_overrides(args, "rpo_null", 7, tmp_path / "run", tmp_path / "warm")
+    assert {"rpo.enable=true", "rpo.cold_start=full_group", "rpo.cache.update=false"} <= set(rpo_null)
+    assert "rpo.truncation.slack=48" in exp.rl_overrides(args, "rpo_slack", 7, tmp_path / "run", tmp_path / "warm")
+    assert {"data.seed=7", "actor_rollout_ref.rollout.seed=7", "rpo.seed=7"} <= set(full)
     assert {"actor_rollout_ref.rollout.val_kwargs.n=4", "actor_rollout_ref.rollout.val_kwargs.do_sample=true",
-            "++reward.custom_reward_function.reward_kwargs.format_weight=0.0"} <= set(rpo)
-    assert rpo[-1] == "trainer.foo=1"
+            "++reward.custom_reward_function.reward_kwargs.format_weight=0.0"} <= set(full)
 
 
-@pytest.mark.parametrize("argv", [["--steps", "10", "--test-freq", "4"], ["--seeds", "1", "1"]])
+def test_the_full_path_always_runs_first(exp, tmp_path):
+    assert exp.parse_args(["--arms", "rpo_null"]).arms == ["full", "rpo_null"]
+
+
+@pytest.mark.parametrize("argv", [["--steps", "10", "--test-freq", "4"], ["--seeds", "1", "1"],
+                                  ["--arms", "rpo", "rpo"], ["--arms", "bogus"]])
 def test_cli_rejects_inconsistent_settings(exp, argv):
     with pytest.raises(SystemExit):
         exp.parse_args(argv)
