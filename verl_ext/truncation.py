@@ -13,7 +13,8 @@ relies on (design notes, verl_integration.md section 3.6), whatever the cached l
 ``slack`` (both modes) adds that many tokens to the suffix budget, still capped by R: the length ratchet's fix, so
 that a tail-cut answer can grow back past its cached length.
 
-Modes (``rpo.truncation.mode``):
+Modes (``rpo.truncation.mode``) are cut policies in a registry (:func:`register_cut_policy`, :func:`get_cut_policy`),
+peers the trainer never branches on; the built-in ones:
 
 - ``"tail"`` (the authors' code): draw ``k ~ U{1..max_new_tokens}``, cut ``min(k, L)`` tokens off the end and let the
   suffix have up to ``k`` tokens, i.e. regenerate roughly what was cut. When ``k >= L`` the prefix is empty and the
@@ -36,14 +37,39 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Callable
 
 import numpy as np
 
 from verl.base_config import BaseConfig
 
-TruncationMode = Literal["tail", "uniform"]
-TRUNCATION_MODES: tuple[str, ...] = get_args(TruncationMode)
+CutPolicy = Callable[[np.ndarray, "TruncationConfig", np.random.Generator], tuple[np.ndarray, np.ndarray]]
+"""``policy(lengths, cfg, rng) -> (prefix_len, budget)``: for cached answers of ``lengths`` tokens (already clipped
+to R), the prefix to keep (``0 <= prefix_len <= max(length - 1, 0)``) and the suffix budget before slack and the R
+cap (``>= 1``), one draw per answer from ``rng``. :func:`sample_cuts` checks both bounds and applies slack and cap."""
+
+CUT_POLICIES: dict[str, CutPolicy] = {}
+
+
+def register_cut_policy(name: str) -> Callable[[CutPolicy], CutPolicy]:
+    """Register a cut policy under ``rpo.truncation.mode=<name>``, as verl's ``core_algos`` registers advantage
+    estimators: the policies are peers and the trainer has no branch per mode, so a user adds one without touching it.
+    """
+
+    def decorator(policy: CutPolicy) -> CutPolicy:
+        if name in CUT_POLICIES and CUT_POLICIES[name] is not policy:
+            raise ValueError(f"cut policy {name!r} is already registered ({CUT_POLICIES[name].__qualname__})")
+        CUT_POLICIES[name] = policy
+        return policy
+
+    return decorator
+
+
+def get_cut_policy(name: str) -> CutPolicy:
+    """The policy registered as ``name``; a ``ValueError`` listing the registered ones otherwise."""
+    if name not in CUT_POLICIES:
+        raise ValueError(f"rpo.truncation.mode must be one of {sorted(CUT_POLICIES)}, got {name!r}")
+    return CUT_POLICIES[name]
 
 
 @dataclass(kw_only=True)
@@ -52,7 +78,7 @@ class TruncationConfig(BaseConfig):
     docstring for the modes. Frozen through verl's ``BaseConfig``."""
 
     mode: str = "tail"
-    """One of :data:`TRUNCATION_MODES`."""
+    """A registered cut policy (:data:`CUT_POLICIES`): ``tail``, ``uniform`` or one a user registered."""
     max_new_tokens: int = 300
     """Tail: the largest number of tokens cut (and regenerated). Uniform: the suffix budget."""
     min_prefix: int = 0
@@ -63,8 +89,7 @@ class TruncationConfig(BaseConfig):
     that skipped a step can never get it back); a slack lets it."""
 
     def __post_init__(self) -> None:
-        if self.mode not in TRUNCATION_MODES:
-            raise ValueError(f"rpo.truncation.mode must be one of {list(TRUNCATION_MODES)}, got {self.mode!r}")
+        get_cut_policy(self.mode)
         if not _is_int(self.max_new_tokens) or self.max_new_tokens < 1:
             raise ValueError(f"rpo.truncation.max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
         if not _is_int(self.min_prefix) or self.min_prefix < 0:
@@ -108,18 +133,32 @@ def sample_cuts(lengths: Sequence[int] | np.ndarray, response_budget: int, cfg: 
     if not _is_int(response_budget) or response_budget < 1:
         raise ValueError(f"response_budget (data.max_response_length) must be an integer >= 1, got {response_budget!r}")
     clipped = np.minimum(_as_lengths(lengths), response_budget)
+    prefix_len, budget = (np.asarray(values, dtype=np.int64) for values in get_cut_policy(cfg.mode)(clipped, cfg, rng))
     last_keepable = np.maximum(clipped - 1, 0)  # the longest prefix that still cuts one token (0 if empty)
-
-    if cfg.mode == "tail":
-        cut_size = rng.integers(1, cfg.max_new_tokens + 1, size=clipped.shape)
-        prefix_len = np.maximum(clipped - cut_size, 0)
-        budget = cut_size
-    else:
-        lowest = np.minimum(cfg.min_prefix, last_keepable)
-        prefix_len = rng.integers(lowest, last_keepable + 1)
-        budget = np.full(clipped.shape, cfg.max_new_tokens)
+    if prefix_len.shape != clipped.shape or budget.shape != clipped.shape:
+        raise ValueError(f"cut policy {cfg.mode!r} returned shapes {prefix_len.shape} and {budget.shape} for "
+                         f"{clipped.shape} answers")
+    if np.any(prefix_len < 0) or np.any(prefix_len > last_keepable) or np.any(budget < 1):
+        raise ValueError(f"cut policy {cfg.mode!r} broke its contract: every prefix must keep 0..length-1 tokens "
+                         "(one token is always cut) and every budget must be >= 1")
     max_new_tokens = np.minimum(budget + cfg.slack, response_budget - prefix_len)
     return [Cut(int(prefix), int(new)) for prefix, new in zip(prefix_len, max_new_tokens, strict=True)]
+
+
+@register_cut_policy("tail")
+def tail_cut(lengths: np.ndarray, cfg: TruncationConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The authors' cut: ``k ~ U{1..max_new_tokens}`` tokens off the end, regenerate up to ``k``."""
+    cut_size = rng.integers(1, cfg.max_new_tokens + 1, size=lengths.shape)
+    return np.maximum(lengths - cut_size, 0), cut_size
+
+
+@register_cut_policy("uniform")
+def uniform_cut(lengths: np.ndarray, cfg: TruncationConfig,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A prefix uniform over ``[min(min_prefix, L-1), L-1]``, regenerate up to ``max_new_tokens``."""
+    last_keepable = np.maximum(lengths - 1, 0)
+    lowest = np.minimum(cfg.min_prefix, last_keepable)
+    return rng.integers(lowest, last_keepable + 1), np.full(lengths.shape, cfg.max_new_tokens)
 
 
 def _as_lengths(lengths: Sequence[int] | np.ndarray) -> np.ndarray:

@@ -7,7 +7,18 @@ import itertools
 import numpy as np
 import pytest
 
-from verl_ext.truncation import Cut, TruncationConfig, sample_cut, sample_cuts
+from verl_ext.rpo_config import load_rpo_config
+from verl_ext.truncation import (
+    CUT_POLICIES,
+    Cut,
+    TruncationConfig,
+    get_cut_policy,
+    register_cut_policy,
+    sample_cut,
+    sample_cuts,
+    tail_cut,
+    uniform_cut,
+)
 
 CONFIGS = [TruncationConfig(mode=mode, max_new_tokens=k) for mode in ("tail", "uniform") for k in (1, 5, 300)] + [
     TruncationConfig(mode="uniform", max_new_tokens=4, min_prefix=3),
@@ -155,3 +166,42 @@ def test_bad_config(kwargs, message):
 def test_bad_inputs(lengths, budget, message):
     with pytest.raises(ValueError, match=message):
         sample_cuts(lengths, budget, TruncationConfig(), np.random.default_rng(0))
+
+
+def test_cut_policies_registry_holds_tail_and_uniform_as_peers():
+    assert {"tail", "uniform"} <= set(CUT_POLICIES)
+    assert get_cut_policy("tail") is tail_cut and get_cut_policy("uniform") is uniform_cut
+    with pytest.raises(ValueError, match=r"rpo.truncation.mode must be one of \['tail', 'uniform'"):
+        get_cut_policy("head")
+
+
+@pytest.fixture
+def half_cut_policy():
+    """A user's policy, registered without touching the trainer: keep the first half, regenerate up to 3 tokens."""
+
+    @register_cut_policy("test_half")
+    def half(lengths, cfg, rng):
+        return lengths // 2, np.full(lengths.shape, 3)
+
+    yield half
+    CUT_POLICIES.pop("test_half")
+
+
+def test_a_registered_cut_policy_runs_through_the_config_and_sample_cuts(half_cut_policy):
+    cfg = load_rpo_config({"truncation": {"mode": "test_half", "slack": 1}}).truncation  # 10 tokens clip to R=9
+    assert sample_cuts([10, 7, 0], 9, cfg, np.random.default_rng(0)) == [
+        Cut(prefix_len=4, max_new_tokens=4), Cut(prefix_len=3, max_new_tokens=4), Cut(prefix_len=0, max_new_tokens=4)]
+    with pytest.raises(ValueError, match="already registered"):
+        register_cut_policy("test_half")(lambda lengths, cfg, rng: (lengths, lengths))
+
+
+def test_a_cut_policy_that_keeps_the_whole_answer_is_refused():
+    @register_cut_policy("test_keep_all")
+    def keep_all(lengths, cfg, rng):
+        return lengths, np.ones(lengths.shape, dtype=np.int64)
+
+    try:
+        with pytest.raises(ValueError, match="cut policy 'test_keep_all' broke its contract"):
+            sample_cuts([5], 100, TruncationConfig(mode="test_keep_all"), np.random.default_rng(0))
+    finally:
+        CUT_POLICIES.pop("test_keep_all")
