@@ -235,3 +235,32 @@ def test_verls_workers_train_on_the_configured_threads_only_on_the_cpu_platform(
     assert (cpu["threads_before"], cpu["threads_after"], cpu["worker_init_patched"]) == (1, 3, True)
     inert = _observe(_BUILD_A_WORKER, platform=None)
     assert (inert["threads_before"], inert["threads_after"], inert["worker_init_patched"]) == (1, 1, False)
+
+
+_ENGINE_LOGPROBS = """
+    import torch
+    from verl.utils import torch_functional
+    from verl.workers.engine.fsdp import transformer_impl
+
+    torch.manual_seed(0)
+    # What the engine passes without remove-padding: (tokens, vocab) logits and (tokens,) labels.
+    logits = torch.randn(600, 265, requires_grad=True)
+    labels = torch.randint(0, 265, (600,))
+    engine = transformer_impl.logprobs_from_logits(logits=logits, labels=labels, inplace_backward=False)
+    (engine_grad,) = torch.autograd.grad(engine.sum(), logits)
+    reference = torch_functional.logprobs_from_logits_v2(logits, labels)
+    (reference_grad,) = torch.autograd.grad(reference.sum(), logits)
+    out["engine_logprobs_patched"] = patched(transformer_impl.logprobs_from_logits)
+    out["engine_logprobs_is_verls"] = transformer_impl.logprobs_from_logits is torch_functional.logprobs_from_logits
+    out["max_value_diff"] = (engine - reference).abs().max().item()
+    out["max_grad_diff"] = (engine_grad - reference_grad).abs().max().item()
+"""
+
+
+def test_engine_logprobs_are_vectorised_on_the_cpu_platform_with_the_same_values_and_gradients() -> None:
+    cpu = _observe(_ENGINE_LOGPROBS, platform="cpu")
+    assert cpu["engine_logprobs_patched"] is True and cpu["engine_logprobs_is_verls"] is False
+    assert cpu["max_value_diff"] < 1e-5 and cpu["max_grad_diff"] < 1e-6
+    inert = _observe(_ENGINE_LOGPROBS, platform=None)
+    assert inert["engine_logprobs_patched"] is False and inert["engine_logprobs_is_verls"] is True
+    assert inert["max_value_diff"] == 0.0

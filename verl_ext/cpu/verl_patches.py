@@ -1,7 +1,7 @@
 """The changes verl 0.9.1 needs beyond a platform class to run its trainer on CPU.
 
 The first four only alter behaviour that fails outright on CPU, so they cannot change a run that works without them;
-the last one changes speed only:
+the last two change speed only:
 
 * ``torch.distributed.init_process_group``: verl asks for ``"cpu:gloo,{device}:{backend}"``, which on the CPU
   platform is ``"cpu:gloo,cpu:gloo"`` and torch rejects it ("Duplicate device type cpu"). The wrapper collapses
@@ -21,6 +21,11 @@ the last one changes speed only:
   (1.7x slower on 2 cores). After verl's own ``__init__`` the worker takes :func:`training_threads` threads. Only
   verl's workers do: Ray's other actors (agent-loop, reward-loop, the vLLM server, whose engine binds its own
   threads) keep Ray's default. Training and rollout alternate in the hybrid engine, so they never compete.
+* verl's FSDP engine takes per-token log-probs with ``logprobs_from_logits``, which uses flash-attn's cross-entropy
+  on GPUs and otherwise ``logprobs_from_logits_v2``: a loop over the first dimension, meant for (batch, seq, vocab)
+  rows. The engine hands it (tokens, vocab), so on CPU it ran one ``logsumexp`` per token (67k calls and ~half the
+  update's time in a profiled step). The engine module's ``logprobs_from_logits`` becomes verl's own vectorised
+  ``logprobs_from_logits_naive`` (log-softmax + gather; the same values within float rounding).
 """
 
 from __future__ import annotations
@@ -218,3 +223,45 @@ def patch_worker_threads() -> None:
 
     setattr(init_with_training_threads, _PATCHED_FLAG, True)
     worker_cls.__init__ = init_with_training_threads
+
+
+def patch_engine_logprobs() -> None:
+    """Make verl's FSDP engine take log-probs with verl's vectorised implementation (see the module docstring)."""
+    from verl.utils import torch_functional
+    from verl.workers.engine.fsdp import transformer_impl
+
+    original = require_attribute(
+        transformer_impl,
+        "logprobs_from_logits",
+        qualname="verl.workers.engine.fsdp.transformer_impl.logprobs_from_logits",
+        distribution="verl",
+        written_for=VERL_WRITTEN_FOR,
+    )
+    if _is_patched(original):
+        return
+    if original is not torch_functional.logprobs_from_logits:
+        raise BackendCompatibilityError(
+            "verl_ext.cpu patches verl.workers.engine.fsdp.transformer_impl.logprobs_from_logits, written for verl "
+            f"{VERL_WRITTEN_FOR} where it is verl.utils.torch_functional.logprobs_from_logits; the installed verl has "
+            f"{original!r}. Update verl_ext/cpu for this version or install verl=={VERL_WRITTEN_FOR}."
+        )
+    require_parameters(
+        original,
+        ["logits", "labels", "inplace_backward"],
+        qualname="verl.utils.torch_functional.logprobs_from_logits",
+        distribution="verl",
+        written_for=VERL_WRITTEN_FOR,
+    )
+    vectorised = require_attribute(
+        torch_functional,
+        "logprobs_from_logits_naive",
+        qualname="verl.utils.torch_functional.logprobs_from_logits_naive",
+        distribution="verl",
+        written_for=VERL_WRITTEN_FOR,
+    )
+
+    def vectorised_logprobs(logits: torch.Tensor, labels: torch.Tensor, inplace_backward: bool = True) -> torch.Tensor:
+        return vectorised(logits, labels)
+
+    setattr(vectorised_logprobs, _PATCHED_FLAG, True)
+    transformer_impl.logprobs_from_logits = vectorised_logprobs

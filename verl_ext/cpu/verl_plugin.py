@@ -14,6 +14,7 @@ if cpu_platform_selected():
     from .compat import BackendCompatibilityError
     from .platform import PlatformCPU
     from .verl_patches import (
+        patch_engine_logprobs,
         patch_fsdp2_offload_pinning,
         patch_process_group_backend,
         patch_vllm_version_lookup,
@@ -28,6 +29,7 @@ if cpu_platform_selected():
         register_fsdp_engines_for_cpu()
         patch_fsdp2_offload_pinning()
         patch_worker_threads()
+        patch_engine_logprobs()
     except BackendCompatibilityError as exc:
         # verl imports plugins under `except Exception` and logs their failures at DEBUG only: say it at ERROR.
         logging.getLogger(__name__).error("%s", exc)
