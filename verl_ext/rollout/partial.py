@@ -218,7 +218,7 @@ class PartialRollout:
         responses = response_ids(batch)
         logprobs = response_logprobs(batch) if self.config.cache.store_logprobs else [None] * len(batch)
         # An answer whose prefix carried 0.0 stand-ins keeps no log-probs: a placeholder is never stored as real.
-        real = batch.non_tensor_batch.get(PREFIX_LOGPROBS_REAL_COLUMN, np.ones(len(batch), dtype=bool))
+        real = batch.non_tensor_batch[PREFIX_LOGPROBS_REAL_COLUMN]
         logprobs = [values if bool(is_real) else None for values, is_real in zip(logprobs, real)]
         members: dict[Any, list[int]] = {}
         for row, uid in enumerate(uids):
