@@ -45,7 +45,8 @@ def main() -> None:
     print(f"{args.answers} ordinary answers, ms per answer:")
     print(f"  in-thread (unbounded)           {in_thread:7.2f}")
     print(f"  bounded, sequential             {bounded:7.2f}   ratio {bounded / in_thread:.2f}")
-    print(f"  bounded, {args.threads} threads               {bounded_threads:7.2f}   ratio {bounded_threads / in_thread:.2f}")
+    threads_label = f"bounded, {args.threads} threads"
+    print(f"  {threads_label:<32}{bounded_threads:7.2f}   ratio {bounded_threads / in_thread:.2f}")
 
 
 if __name__ == "__main__":

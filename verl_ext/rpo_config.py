@@ -96,8 +96,8 @@ def prefix_logprobs_required(config: Any, rpo: RPOConfig) -> bool:
 def check_supported(config: Any, rpo: RPOConfig) -> None:
     """Fail fast on set-ups RPO does not support yet, naming the option to change.
 
-    Multi-turn/tool agents: the cached answer would interleave tool outputs the prefix cannot replay. REMAX needs a greedy full-length
-    baseline per prompt; GAE's critic would value stale prefix tokens."""
+    Multi-turn/tool agents: the cached answer would interleave tool outputs the prefix cannot replay. REMAX needs a
+    greedy full-length baseline per prompt; GAE's critic would value stale prefix tokens."""
     if not rpo.enable:
         return
     rollout = config.actor_rollout_ref.rollout

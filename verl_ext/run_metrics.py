@@ -23,7 +23,9 @@ def metrics_by_step(metric_lines: Iterable[dict]) -> dict[int, dict]:
 def read_metrics(path: Path) -> dict[int, dict]:
     """:func:`metrics_by_step` of a file logger's JSONL; a clear error for a missing file or a malformed line."""
     if not path.is_file():
-        raise FileNotFoundError(f"no metrics file at {path} (verl's file logger writes it when trainer.logger has 'file')")
+        raise FileNotFoundError(
+            f"no metrics file at {path} (verl's file logger writes it when trainer.logger has 'file')"
+        )
     lines = []
     for number, text in enumerate(path.read_text().splitlines(), start=1):
         if not text.strip():

@@ -30,7 +30,8 @@ def summary_lines(by_step: dict[int, dict], where: dict[str, Path]) -> list[str]
         lines.append(f"  generated tokens   {generated:,.0f} (full path: rpo.enable=false)")
     hits = [float(data["rpo/cache_hit_rate"]) for data in train.values() if "rpo/cache_hit_rate" in data]
     if hits:
-        lines.append("  cache hit rate     " + " ".join(f"{hit:.2f}" for hit in hits) + "  (per step; 1.00: suffixes only)")
+        per_step = " ".join(f"{hit:.2f}" for hit in hits)
+        lines.append(f"  cache hit rate     {per_step}  (per step; 1.00: suffixes only)")
     validated = [(step, acc) for step, data in by_step.items() if (acc := val_accuracy(data)) is not None]
     if validated:
         (first_step, first), (last_step, last) = validated[0], validated[-1]

@@ -218,7 +218,7 @@ class RayRPOTrainer(RayPPOTrainer):
             ntb.get("spec_num_draft_tokens"), ntb.get("spec_num_accepted_tokens"), ntb.get("spec_num_verify_steps")
         ))
         gdpo_keys = self.config.algorithm.get("gdpo_reward_keys", None)
-        if gdpo_keys and str(self.config.algorithm.adv_estimator) in ("gdpo", str(AdvantageEstimator.GDPO)):
+        if gdpo_keys and self.config.algorithm.adv_estimator in ("gdpo", AdvantageEstimator.GDPO):
             result.update(component_reward_metrics(ntb, gdpo_keys, prefix="gdpo"))
         return result
 

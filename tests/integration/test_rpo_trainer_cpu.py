@@ -93,7 +93,8 @@ def test_rpo_dapo_filters_groups_and_rollout_data_dir_shows_the_regenerated_part
             assert row["rpo_cache_hit"] or n == 1
             assert 0 <= row["rpo_staleness"] <= n - 1
             assert row["rpo_prefix_len"] + row["rpo_generated_tokens"] <= tiny_run.response
-            assert row["rpo_generated_tokens"] <= (tiny_run.suffix_budget if row["rpo_cache_hit"] else tiny_run.response)
+            budget = tiny_run.suffix_budget if row["rpo_cache_hit"] else tiny_run.response
+            assert row["rpo_generated_tokens"] <= budget
             assert isinstance(row["rpo_suffix"], str)
 
 

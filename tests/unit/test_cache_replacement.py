@@ -61,7 +61,8 @@ def test_correct_only_draws_among_correct_members():
 
 
 def test_accuracy_metric_prefers_any_correct_member():
-    counts = draws([0.9, 0.2, 0.5], [False, True, np.True_], ReplacementConfig(p_best=1.0, select_metric="acc"), count=4000)
+    by_acc = ReplacementConfig(p_best=1.0, select_metric="acc")
+    counts = draws([0.9, 0.2, 0.5], [False, True, np.True_], by_acc, count=4000)
     assert counts[0] == 0 and abs(counts[1] / 4000 - 0.5) < 0.04
 
 

@@ -58,7 +58,8 @@ def config_reads(function) -> set[str]:
     # A bare ``.get`` attribute is the callee of a read counted through its Call node.
     chains = {tuple(chain) for node in ast.walk(tree)
               if (chain := _chain(node, aliases)) and len(chain) > 1 and chain[-1] != "get"}
-    longest = {chain for chain in chains if not any(other[: len(chain)] == chain and other != chain for other in chains)}
+    longest = {chain for chain in chains
+               if not any(other[: len(chain)] == chain and other != chain for other in chains)}
     return {".".join(chain[1:]) for chain in longest}
 
 

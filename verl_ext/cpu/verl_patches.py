@@ -18,13 +18,13 @@ the last two change speed only:
   pinning has nothing to speed up.
 * verl's ``Worker`` (the process that holds the FSDP actor, reference and rollout handles): Ray starts every actor
   with ``OMP_NUM_THREADS=1`` unless it reserves CPUs, so torch trains on one core however many the machine has
-  (1.7x slower on 2 cores). After verl's own ``__init__`` the worker takes :func:`training_threads` threads. Only
+  (+17% update speed on 2 cores with two). After verl's own ``__init__`` the worker takes :func:`training_threads` threads. Only
   verl's workers do: Ray's other actors (agent-loop, reward-loop, the vLLM server, whose engine binds its own
   threads) keep Ray's default. Training and rollout alternate in the hybrid engine, so they never compete.
 * verl's FSDP engine takes per-token log-probs with ``logprobs_from_logits``, which uses flash-attn's cross-entropy
   on GPUs and otherwise ``logprobs_from_logits_v2``: a loop over the first dimension, meant for (batch, seq, vocab)
-  rows. The engine hands it (tokens, vocab), so on CPU it ran one ``logsumexp`` per token (67k calls and ~half the
-  update's time in a profiled step). The engine module's ``logprobs_from_logits`` becomes verl's own vectorised
+  rows. The engine hands it (tokens, vocab), so on CPU it ran one ``logsumexp`` per token (67k calls and about half
+  of the traced op time of a profiled step). The engine module's ``logprobs_from_logits`` becomes verl's own vectorised
   ``logprobs_from_logits_naive`` (log-softmax + gather; the same values within float rounding).
 """
 
@@ -191,6 +191,11 @@ def patch_fsdp2_offload_pinning() -> None:
     transformer_impl.CPUOffloadPolicy = unpinned_offload_policy
 
 
+def _verl_attribute(owner: Any, name: str, qualname: str) -> Any:
+    """``owner.name`` of the verl these patches were written for, or a BackendCompatibilityError naming it."""
+    return require_attribute(owner, name, qualname=qualname, distribution="verl", written_for=VERL_WRITTEN_FOR)
+
+
 def training_threads() -> int:
     """Torch threads for verl's training workers: ``RPO_CPU_TRAIN_THREADS``, else every core this process may use."""
     value = os.environ.get(TRAIN_THREADS_ENV, "").strip()
@@ -205,13 +210,7 @@ def patch_worker_threads() -> None:
     """Give verl's workers :func:`training_threads` torch threads once they are built (see the module docstring)."""
     from verl.single_controller.base import worker as worker_module
 
-    worker_cls = require_attribute(
-        worker_module,
-        "Worker",
-        qualname="verl.single_controller.base.worker.Worker",
-        distribution="verl",
-        written_for=VERL_WRITTEN_FOR,
-    )
+    worker_cls = _verl_attribute(worker_module, "Worker", "verl.single_controller.base.worker.Worker")
     original = worker_cls.__init__
     if _is_patched(original):
         return
@@ -230,12 +229,8 @@ def patch_engine_logprobs() -> None:
     from verl.utils import torch_functional
     from verl.workers.engine.fsdp import transformer_impl
 
-    original = require_attribute(
-        transformer_impl,
-        "logprobs_from_logits",
-        qualname="verl.workers.engine.fsdp.transformer_impl.logprobs_from_logits",
-        distribution="verl",
-        written_for=VERL_WRITTEN_FOR,
+    original = _verl_attribute(
+        transformer_impl, "logprobs_from_logits", "verl.workers.engine.fsdp.transformer_impl.logprobs_from_logits"
     )
     if _is_patched(original):
         return
@@ -252,12 +247,8 @@ def patch_engine_logprobs() -> None:
         distribution="verl",
         written_for=VERL_WRITTEN_FOR,
     )
-    vectorised = require_attribute(
-        torch_functional,
-        "logprobs_from_logits_naive",
-        qualname="verl.utils.torch_functional.logprobs_from_logits_naive",
-        distribution="verl",
-        written_for=VERL_WRITTEN_FOR,
+    vectorised = _verl_attribute(
+        torch_functional, "logprobs_from_logits_naive", "verl.utils.torch_functional.logprobs_from_logits_naive"
     )
 
     def vectorised_logprobs(logits: torch.Tensor, labels: torch.Tensor, inplace_backward: bool = True) -> torch.Tensor:
