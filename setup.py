@@ -14,8 +14,12 @@ setup(
         "test": ["pytest>=8", "pytest-asyncio>=0.23", "pytest-timeout"],
     },
     entry_points={
-        # Both are inert unless VERL_PLATFORM=cpu (see verl_ext/cpu/__init__.py).
-        "verl.plugins": ["verl_ext_cpu = verl_ext.cpu.verl_plugin"],
+        # The CPU ones are inert unless VERL_PLATFORM=cpu (see verl_ext/cpu/__init__.py); the shared-prefix engine
+        # behaves as verl's own unless the trainer adds its columns (rpo.shared_prefix).
+        "verl.plugins": [
+            "verl_ext_cpu = verl_ext.cpu.verl_plugin",
+            "verl_ext_shared_prefix = verl_ext.shared_prefix.verl_plugin",
+        ],
         "vllm.general_plugins": ["verl_ext_cpu = verl_ext.cpu.vllm_plugin:register"],
     },
 )

@@ -7,16 +7,21 @@ One trainer process (verl's TaskRunner with ``RayRPOTrainer``, the FSDP actor an
 prefix caching on, as in training; vLLM's CPU build with ``--device cpu``) runs:
 
 * ``--warmup-steps`` RPO steps that fill the experience cache (step 1 seeds one full answer per prompt), then
-* ``2 * --pairs`` counted steps that alternate RPO, full path, RPO, full path, ... on the same prompts (the
-  batch is the whole data set of ``--prompts`` prompts, so every RPO step is all cache hits).
+* ``--rounds`` counted rounds; a round runs each arm of ``--arms`` once, in order, on the same prompts (the batch is
+  the whole data set of ``--prompts`` prompts, so every RPO step is all cache hits).
 
-A full-path step is the trainer's own ``rpo.enable=false`` branch (G full answers per prompt through verl's
-``single_turn_agent``); an RPO step is ``PartialRollout`` (G suffixes of at most ``--suffix-budget`` tokens after a
-cut of the cached answer). Both steps then train as usual, so the model drifts the same way for both and the
-whole-step time is real. Each step logs ``bench/rpo`` (1: RPO, 0: full path) and ``bench/warmup``; the counted steps
-pair up as (RPO, full) in order. Reported per step: generated tokens (``rpo/generated_tokens``), rollout seconds
-(``timing_s/gen``), whole-step seconds (``timing_s/step``); per pair the RPO/full-path ratios, and their
-min/median/max.
+Arms (:data:`ARMS`): ``rpo`` (RPO with ``rpo.shared_prefix=true``), ``full`` (the full path as verl runs it:
+``rpo.enable=false``, ``rpo.shared_prefix=false``, the baseline of every ratio), ``full_shared`` (the full path with
+the shared prompt computed once per group), ``rpo_unshared`` (RPO with verl's own training passes),
+``rpo_verified`` (RPO with ``rpo.truncation.mode=verified``; the run then keeps behaviour log-probs in the cache and
+reports ``rpo/verify_s``). A full-path step
+is the trainer's own ``rpo.enable=false`` branch (G full answers per prompt through verl's ``single_turn_agent``); an
+RPO step is ``PartialRollout`` (G suffixes of at most ``--suffix-budget`` tokens after a cut of the cached answer).
+Every step then trains as usual, so the model drifts the same way for all arms and the whole-step time is real.
+Each step logs ``bench/arm`` (its index in :data:`ARMS`) and ``bench/warmup``. Reported per step: generated tokens
+(``rpo/generated_tokens``), rollout seconds (``timing_s/gen``), old log-prob and update seconds, whole-step seconds
+(``timing_s/step``); per round each arm's ratios to ``full``, and their min/median/max. The headline
+``step_time_ratio`` is ``rpo`` against ``full``.
 
 ``--answers budget`` (default) sets the rollout's ``ignore_eos``: every answer runs to its token budget, the regime
 of long reasoning answers the paper targets (a random tiny model would otherwise stop after a few hundred tokens:
@@ -27,13 +32,14 @@ vLLM, streamed reward scoring, Ray transfers), inside it the slowest request's g
 (``agent_loop/generate_sequences/max``) and reward scoring; the rest of ``timing_s/gen`` is driver-side work
 (batch assembly, reward extraction, cache update).
 
-Only the pure helpers (step plan, pairing, ratio statistics, summary, table) are importable without verl; the run
+Only the pure helpers (step plan, rounds, ratio statistics, summary, table) are importable without verl; the run
 itself imports verl after selecting the platform.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -41,13 +47,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, NamedTuple, Optional, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TINY_DIR = REPO_ROOT / ".cache" / "bench_tiny"
 
 # Metric names (verl's and the recipe's) read back from verl's file logger.
-MODE_METRIC = "bench/rpo"
+ARM_METRIC = "bench/arm"
 WARMUP_METRIC = "bench/warmup"
 ENGINE_CALL_METRIC = "bench/engine_call_s"
 CONTEXT_METRIC = "bench/context_tokens"
@@ -81,51 +87,83 @@ RECORD_METRICS = {
     "prefix_cache_hit_rate": "bench/prefix_cache_hit_rate",
     "seed_count": "rpo/seed_count",
     "cache_hit_rate": "rpo/cache_hit_rate",
+    "verify_s": "rpo/verify_s",
+    "verify_accept_rate": "rpo/verify_accept_rate",
 }
 
-# Ratio name -> record field (RPO value / full-path value per pair).
+
+
+class Arm(NamedTuple):
+    """What one benchmark step runs: RPO or the full path, and whether the training passes share prefixes."""
+
+    rpo: bool
+    shared_prefix: bool
+    verified: bool = False
+    """RPO with ``rpo.truncation.mode=verified`` instead of ``--truncation-mode``."""
+
+
+ARMS: dict[str, Arm] = {
+    "rpo": Arm(rpo=True, shared_prefix=True),
+    "full": Arm(rpo=False, shared_prefix=False),
+    "full_shared": Arm(rpo=False, shared_prefix=True),
+    "rpo_unshared": Arm(rpo=True, shared_prefix=False),
+    "rpo_verified": Arm(rpo=True, shared_prefix=True, verified=True),
+}
+DEFAULT_ARMS = ("rpo", "full", "full_shared")
+BASELINE_ARM = "full"
+"""The denominator of every ratio: the full path as verl runs it."""
+
+# Ratio name -> record field (arm value / baseline value per round). For the ``rpo`` arm the names are the
+# top-level keys of the JSON; other arms' ratios are prefixed with the arm's name.
 RATIOS = {
     "generated_token_ratio": "generated_tokens",
     "rollout_time_ratio": "rollout_s",
     "step_time_ratio": "step_s",
+    "old_log_prob_ratio": "old_log_prob_s",
+    "update_actor_ratio": "update_actor_s",
 }
+
+
+def ratio_name(arm: str, name: str) -> str:
+    return name if arm == "rpo" else f"{arm}/{name}"
 
 
 # ---------------------------------------------------------------------------------------------------- pure helpers
 
 
-def step_plan(step: int, warmup_steps: int) -> tuple[str, bool]:
-    """(phase, rpo) of 1-based training step ``step``: warm-up steps run RPO (they fill the cache); counted steps
-    alternate RPO (odd counted index) and full path (even), so counted steps 2k-1 and 2k form pair k."""
+def step_plan(step: int, warmup_steps: int, arms: Sequence[str] = DEFAULT_ARMS) -> tuple[str, str]:
+    """(phase, arm) of 1-based training step ``step``: warm-up steps run ``rpo`` (they fill the cache); counted steps
+    cycle through ``arms``, so counted steps ``k*len(arms)+1 .. (k+1)*len(arms)`` form round k+1."""
     if step < 1:
         raise ValueError(f"steps are 1-based, got {step}")
     if warmup_steps < 0:
         raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
     if step <= warmup_steps:
-        return "warmup", True
-    return "counted", (step - warmup_steps) % 2 == 1
+        return "warmup", "rpo"
+    return "counted", arms[(step - warmup_steps - 1) % len(arms)]
 
 
-def total_steps(warmup_steps: int, pairs: int) -> int:
-    return warmup_steps + 2 * pairs
+def total_steps(warmup_steps: int, rounds: int, arms: Sequence[str] = DEFAULT_ARMS) -> int:
+    return warmup_steps + len(arms) * rounds
 
 
 def step_records(metric_lines: Iterable[dict]) -> list[dict]:
-    """One record per training step from verl's file-logger lines (``{"step": n, "data": {...}}``): the step's mode
+    """One record per training step from verl's file-logger lines (``{"step": n, "data": {...}}``): the step's arm
     and phase from ``bench/*`` and the fields of :data:`RECORD_METRICS` (None when not logged)."""
     by_step: dict[int, dict] = {}
     for line in metric_lines:
         data = line.get("data", {})
-        if "training/global_step" not in data or MODE_METRIC not in data:
+        if "training/global_step" not in data or ARM_METRIC not in data:
             continue
         by_step[int(line["step"])] = data  # the last record of a step wins
+    names = list(ARMS)
     records = []
     for step in sorted(by_step):
         data = by_step[step]
         record: dict[str, Any] = {
             "step": step,
             "phase": "warmup" if data.get(WARMUP_METRIC) else "counted",
-            "mode": "rpo" if data[MODE_METRIC] else "full",
+            "arm": names[int(data[ARM_METRIC])],
         }
         for field, metric in RECORD_METRICS.items():
             value = data.get(metric)
@@ -134,17 +172,18 @@ def step_records(metric_lines: Iterable[dict]) -> list[dict]:
     return records
 
 
-def pair_steps(records: Sequence[dict]) -> list[tuple[dict, dict]]:
-    """(rpo, full) pairs of the counted steps, taken two by two in step order. A trailing unpaired step (a run cut
-    short) is dropped; two steps of the same mode in one pair mean the plan was not followed and raise."""
+def round_steps(records: Sequence[dict], arms: Sequence[str]) -> list[dict[str, dict]]:
+    """The counted steps in rounds of ``len(arms)`` in step order, each as {arm: record}. A trailing incomplete
+    round (a run cut short) is dropped; a round that does not hold each arm once means the plan was not followed."""
     counted = sorted((r for r in records if r["phase"] == "counted"), key=lambda r: r["step"])
-    pairs = []
-    for first, second in zip(counted[0::2], counted[1::2]):
-        modes = {first["mode"], second["mode"]}
-        if modes != {"rpo", "full"}:
-            raise ValueError(f"steps {first['step']} and {second['step']} are both {first['mode']}: not an A/B pair")
-        pairs.append((first, second) if first["mode"] == "rpo" else (second, first))
-    return pairs
+    rounds = []
+    for start in range(0, len(counted) - len(arms) + 1, len(arms)):
+        chunk = counted[start:start + len(arms)]
+        if sorted(r["arm"] for r in chunk) != sorted(arms):
+            raise ValueError(f"steps {[r['step'] for r in chunk]} are arms {[r['arm'] for r in chunk]}: not a round "
+                             f"of {list(arms)}")
+        rounds.append({r["arm"]: r for r in chunk})
+    return rounds
 
 
 def ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:
@@ -167,17 +206,18 @@ def _mean(values: Iterable[Optional[float]]) -> Optional[float]:
 
 
 def time_breakdown(records: Sequence[dict]) -> dict[str, dict[str, Optional[float]]]:
-    """Mean seconds per counted step, by mode, of where the rollout time goes: the engine round trip and, inside it,
-    the slowest request's generate time and reward scoring; the driver-side remainder of ``timing_s/gen``."""
+    """Mean seconds per counted step, by arm, of where the time goes: the engine round trip and, inside it, the
+    slowest request's generate time and reward scoring; the driver-side remainder of ``timing_s/gen``; the
+    training passes."""
     result = {}
-    for mode in ("rpo", "full"):
-        rows = [r for r in records if r["phase"] == "counted" and r["mode"] == mode]
+    for arm in ARMS:
+        rows = [r for r in records if r["phase"] == "counted" and r["arm"] == arm]
         if not rows:
             continue
         rollout = _mean(r["rollout_s"] for r in rows)
         engine = _mean(r["engine_call_s"] for r in rows)
         slowest = _mean(r["slowest_request_s"] for r in rows)
-        result[mode] = {
+        result[arm] = {
             "rollout_s": rollout,
             "engine_call_s": engine,
             "slowest_request_s": slowest,
@@ -188,28 +228,37 @@ def time_breakdown(records: Sequence[dict]) -> dict[str, dict[str, Optional[floa
             "driver_side_s": None if rollout is None or engine is None else rollout - engine,
             "step_s": _mean(r["step_s"] for r in rows),
             "old_log_prob_s": _mean(r["old_log_prob_s"] for r in rows),
+            "ref_s": _mean(r["ref_s"] for r in rows),
             "update_actor_s": _mean(r["update_actor_s"] for r in rows),
             "update_weights_s": _mean(r["update_weights_s"] for r in rows),
+            "verify_s": _mean(r["verify_s"] for r in rows),
         }
     return result
 
 
-def summarize(records: Sequence[dict], settings: dict, machine: dict, wall_s: Optional[float] = None) -> dict:
-    """The benchmark's JSON: the medians of the RPO/full-path ratios over the counted pairs as top-level keys
-    (``generated_token_ratio``, ``rollout_time_ratio``, ``step_time_ratio``), ``pairs``, min/median/max of each ratio
-    (``ratio_stats``), the per-pair values, every step record, the time breakdown, the settings and the machine."""
-    pairs = pair_steps(records)
-    pair_rows = []
-    for index, (rpo, full) in enumerate(pairs, start=1):
-        row = {"pair": index, "rpo_step": rpo["step"], "full_step": full["step"]}
-        row.update({name: ratio(rpo[field], full[field]) for name, field in RATIOS.items()})
-        pair_rows.append(row)
-    stats = {name: ratio_stats([row[name] for row in pair_rows]) for name in RATIOS}
+def summarize(records: Sequence[dict], settings: dict, machine: dict, wall_s: Optional[float] = None,
+              arms: Sequence[str] = DEFAULT_ARMS) -> dict:
+    """The benchmark's JSON: the medians over the counted rounds of each arm's ratios to ``full`` (``rpo``'s as
+    top-level keys: ``generated_token_ratio``, ``rollout_time_ratio``, ``step_time_ratio``, ``old_log_prob_ratio``,
+    ``update_actor_ratio``; other arms' as ``<arm>/<ratio>``), ``rounds``, min/median/max of each ratio
+    (``ratio_stats``), the per-round values, every step record, the time breakdown, the settings and the machine."""
+    rounds = round_steps(records, arms)
+    round_rows = []
+    for index, by_arm in enumerate(rounds, start=1):
+        row: dict[str, Any] = {"round": index, "steps": {arm: r["step"] for arm, r in by_arm.items()}}
+        for arm, record in by_arm.items():
+            if arm != BASELINE_ARM:
+                row.update({ratio_name(arm, name): ratio(record[field], by_arm[BASELINE_ARM][field])
+                            for name, field in RATIOS.items()})
+        round_rows.append(row)
+    names = [ratio_name(arm, name) for arm in arms if arm != BASELINE_ARM for name in RATIOS]
+    stats = {name: ratio_stats([row.get(name) for row in round_rows]) for name in names}
     return {
-        **{name: stats[name]["median"] for name in RATIOS},
-        "pairs": len(pairs),
+        **{name: stats[name]["median"] for name in names},
+        "arms": list(arms),
+        "rounds": len(rounds),
         "ratio_stats": stats,
-        "pair_ratios": pair_rows,
+        "round_ratios": round_rows,
         "steps": list(records),
         "time_breakdown": time_breakdown(records),
         "settings": settings,
@@ -227,40 +276,32 @@ def _fmt(value: Optional[float], digits: int = 2) -> str:
 
 
 def markdown_table(summary: dict) -> str:
-    """Per-step table, per-pair ratios and their min/median/max, as markdown."""
+    """Per-step table and each ratio's min/median/max over the rounds, as markdown."""
     settings = summary.get("settings", {})
     lines = []
     if settings:
         lines.append(
-            f"RPO vs full path: model {settings.get('model')}, response budget {settings.get('response_length')}, "
+            f"arms {', '.join(summary.get('arms', []))} against {BASELINE_ARM}: model {settings.get('model')}, response budget {settings.get('response_length')}, "
             f"suffix budget {settings.get('suffix_budget')}, {settings.get('prompts')} prompts x G="
             f"{settings.get('group_size')}, answers: {settings.get('answers')}, device {settings.get('device')}"
         )
         lines.append("")
     lines += [
-        "| step | phase | mode | generated tokens | rollout s | step s | engine call s | slowest request s "
+        "| step | phase | arm | generated tokens | rollout s | old log-prob s | update s | step s | slowest request s "
         "| prefix-cache hit |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in summary["steps"]:
         lines.append(
-            f"| {r['step']} | {r['phase']} | {r['mode']} | {_fmt(r['generated_tokens'], 0)} | {_fmt(r['rollout_s'])} "
-            f"| {_fmt(r['step_s'])} | {_fmt(r['engine_call_s'])} | {_fmt(r['slowest_request_s'])} "
-            f"| {_fmt(r.get('prefix_cache_hit_rate'))} |"
+            f"| {r['step']} | {r['phase']} | {r['arm']} | {_fmt(r['generated_tokens'], 0)} | {_fmt(r['rollout_s'])} "
+            f"| {_fmt(r['old_log_prob_s'])} | {_fmt(r['update_actor_s'])} | {_fmt(r['step_s'])} "
+            f"| {_fmt(r['slowest_request_s'])} | {_fmt(r.get('prefix_cache_hit_rate'))} |"
         )
-    lines += ["", "| pair | RPO step | full step | token ratio | rollout time ratio | step time ratio |",
-              "|---:|---:|---:|---:|---:|---:|"]
-    for p in summary["pair_ratios"]:
-        lines.append(
-            f"| {p['pair']} | {p['rpo_step']} | {p['full_step']} | {_fmt(p['generated_token_ratio'], 3)} "
-            f"| {_fmt(p['rollout_time_ratio'], 3)} | {_fmt(p['step_time_ratio'], 3)} |"
-        )
-    lines += ["", "| ratio (RPO / full path) | min | median | max |", "|---|---:|---:|---:|"]
-    for name in RATIOS:
-        s = summary["ratio_stats"][name]
+    lines += ["", f"| ratio (arm / {BASELINE_ARM}) | min | median | max |", "|---|---:|---:|---:|"]
+    for name, s in summary["ratio_stats"].items():
         lines.append(f"| {name} | {_fmt(s['min'], 3)} | {_fmt(s['median'], 3)} | {_fmt(s['max'], 3)} |")
     lines.append("")
-    lines.append(f"pairs counted: {summary['pairs']}" + (
+    lines.append(f"rounds counted: {summary['rounds']}" + (
         f", wall time {summary['wall_s']:.0f} s" if summary.get("wall_s") is not None else ""))
     return "\n".join(lines)
 
@@ -277,7 +318,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--suffix-budget", type=int, default=128, help="rpo.truncation.max_new_tokens")
     parser.add_argument("--group-size", type=int, default=4, help="G (actor_rollout_ref.rollout.n)")
     parser.add_argument("--prompts", type=int, default=4, help="prompts per step; also the data set size")
-    parser.add_argument("--pairs", type=int, default=3, help="counted (RPO, full path) pairs")
+    parser.add_argument("--rounds", type=int, default=3, help="counted rounds (each arm once per round)")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(DEFAULT_ARMS),
+                        help=f"arms of a round; must include {BASELINE_ARM}")
     parser.add_argument("--warmup-steps", type=int, default=1, help="RPO steps before counting (the first seeds)")
     parser.add_argument("--max-prompt-length", type=int, default=64, help="data.max_prompt_length")
     parser.add_argument("--truncation-mode", choices=["tail", "uniform"], default="tail", help="rpo.truncation.mode")
@@ -294,9 +337,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--json", dest="json_path", default=None, help="write the summary here")
     parser.add_argument("overrides", nargs="*", help="hydra overrides (key=value), applied last")
     args = parser.parse_args(argv)
-    for name in ("response_length", "suffix_budget", "group_size", "prompts", "pairs"):
+    for name in ("response_length", "suffix_budget", "group_size", "prompts", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if BASELINE_ARM not in args.arms or len(set(args.arms)) != len(args.arms):
+        parser.error(f"--arms must name {BASELINE_ARM} and each arm once, got {args.arms}")
     if args.warmup_steps < 1:
         parser.error("--warmup-steps must be >= 1 (the first step seeds the cache)")
     if args.suffix_budget >= args.response_length:
@@ -321,7 +366,7 @@ def tiny_max_positions(context: int) -> int:
 def recipe_overrides(args: argparse.Namespace, model: str, train_file: str, work_dir: Path) -> list[str]:
     """The recipe config for the benchmark: one batch = the whole data set (every RPO step is all cache hits), no
     validation or checkpoints, verl's file logger; the user's overrides come last and win."""
-    steps = total_steps(args.warmup_steps, args.pairs)
+    steps = total_steps(args.warmup_steps, args.rounds, args.arms)
     context = args.max_prompt_length + args.response_length
     overrides = [
         f"data.train_files={train_file}",
@@ -356,6 +401,8 @@ def recipe_overrides(args: argparse.Namespace, model: str, train_file: str, work
         # Ray's dashboard is a few processes of its own: only noise on a small CPU machine.
         "+ray_kwargs.ray_init.include_dashboard=false",
     ]
+    if any(ARMS[arm].verified for arm in args.arms):
+        overrides += ["rpo.cache.store_logprobs=true", "actor_rollout_ref.rollout.calculate_log_probs=true"]
     if args.device == "cuda":
         overrides += [
             "trainer.device=cuda",
@@ -408,35 +455,49 @@ def _bench_classes():
             return getattr(self._inner, name)
 
     class BenchRPOTrainer(RayRPOTrainer):
-        """RayRPOTrainer whose steps follow :func:`step_plan`: RPO while warming up, then RPO and full path in turn.
+        """RayRPOTrainer whose steps follow :func:`step_plan`: RPO while warming up, then the arms in turn.
 
         A full-path step hides ``partial_rollout`` for the whole step (rollout, metrics, update), so it runs exactly
-        the trainer's ``rpo.enable=false`` branch, and leaves the cache untouched."""
+        the trainer's ``rpo.enable=false`` branch and leaves the cache untouched; the arm's ``shared_prefix`` is set
+        for the step's training passes (and verl's grouped batch balancing with it)."""
 
         def init_workers(self) -> None:
             super().init_workers()
             self.async_rollout_manager = _TimedManager(self.async_rollout_manager)
+            self._bench_state = (self.partial_rollout, self.rpo, self.use_prefix_grouper)
+
+        def _restore(self) -> None:
+            self.partial_rollout, self.rpo, self.use_prefix_grouper = self._bench_state
+            if self.partial_rollout is not None:
+                self.partial_rollout.config = self.rpo
 
         def _collect_batch(self, batches, metrics, timing_raw, profile_rollout=False):
-            warmup_steps = int(self.config.bench.warmup_steps)
-            phase, rpo = step_plan(self.global_steps, warmup_steps)
-            self._bench_partial_rollout = self.partial_rollout
-            if not rpo:
+            bench = self.config.bench
+            phase, arm_name = step_plan(self.global_steps, int(bench.warmup_steps), list(bench.arms))
+            arm = ARMS[arm_name]
+            truncation = self._bench_state[1].truncation
+            if arm.verified:
+                truncation = dataclasses.replace(truncation, mode="verified")
+            self.rpo = dataclasses.replace(self.rpo, shared_prefix=arm.shared_prefix, truncation=truncation)
+            if self.partial_rollout is not None:
+                self.partial_rollout.config = self.rpo
+            if not arm.rpo:
                 self.partial_rollout = None
+            self.use_prefix_grouper = arm.shared_prefix
             manager = self.async_rollout_manager
             manager.calls.clear()
             try:
                 batch = super()._collect_batch(batches, metrics, timing_raw, profile_rollout)
             except BaseException:
-                self.partial_rollout = self._bench_partial_rollout
+                self._restore()
                 raise
-            metrics[MODE_METRIC] = int(rpo)
+            metrics[ARM_METRIC] = list(ARMS).index(arm_name)
             metrics[WARMUP_METRIC] = int(phase == "warmup")
             metrics[ENGINE_CALL_METRIC] = float(sum(manager.calls))
             metrics["bench/engine_calls"] = len(manager.calls)
             if batch is not None:
                 metrics.update(prefix_cache_metrics(batch))
-            print(f"bench: step {self.global_steps} {phase} {'rpo' if rpo else 'full'}: "
+            print(f"bench: step {self.global_steps} {phase} {arm_name}: "
                   f"{metrics.get(TOKENS_METRIC)} generated tokens, gen {timing_raw.get('gen', float('nan')):.2f} s")
             return batch
 
@@ -444,7 +505,7 @@ def _bench_classes():
             try:
                 return super()._update_policy(batch, metrics, timing_raw, is_last_step)
             finally:
-                self.partial_rollout = self._bench_partial_rollout
+                self._restore()
 
     class BenchTaskRunner(RPOTaskRunner):
         trainer_cls = BenchRPOTrainer
@@ -493,7 +554,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     with initialize_config_dir(config_dir=str(REPO_ROOT / "recipe" / "rpo" / "config"), version_base=None):
         config = compose(config_name=config_name, overrides=overrides)
     with open_dict(config):
-        config.bench = {"warmup_steps": args.warmup_steps, "pairs": args.pairs}
+        config.bench = {"warmup_steps": args.warmup_steps, "rounds": args.rounds, "arms": list(args.arms)}
 
     import ray
 
@@ -516,7 +577,8 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "suffix_budget": args.suffix_budget,
         "group_size": args.group_size,
         "prompts": args.prompts,
-        "pairs_requested": args.pairs,
+        "rounds_requested": args.rounds,
+        "arms": list(args.arms),
         "warmup_steps": args.warmup_steps,
         "max_prompt_length": args.max_prompt_length,
         "truncation_mode": args.truncation_mode,
@@ -527,7 +589,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "overrides": overrides,
         "metrics_path": str(metrics_path),
     }
-    return summarize(records, settings, machine, wall_s=time.monotonic() - started)
+    return summarize(records, settings, machine, wall_s=time.monotonic() - started, arms=args.arms)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -540,8 +602,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(summary, indent=2) + "\n")
         print(f"\nwrote {out}")
-    if summary["pairs"] < 1:
-        print("no counted (RPO, full path) pair: see the metrics file", summary["settings"]["metrics_path"])
+    if summary["rounds"] < 1:
+        print("no counted round: see the metrics file", summary["settings"]["metrics_path"])
         return 1
     return 0
 

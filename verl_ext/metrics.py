@@ -25,6 +25,13 @@ Keys (all float):
   G rows per prompt it equals ``number of rows * mean full answer length``.
 - ``rpo/gen_tokens_saved_frac``: ``1 - generated_tokens / full_rollout_tokens_est``: the share of rollout tokens RPO
   saved (negative when seeding cost more than it saved; 0 when the estimate is 0).
+
+Verifying cut policies (``rpo.truncation.mode=verified``) add, from :func:`verify_metrics`:
+
+- ``rpo/verify_accept_len_mean``: leading cached tokens the current policy accepted, per verified answer.
+- ``rpo/verify_accept_rate``: accepted tokens / tokens of the verified answers.
+- ``rpo/verify_s``: wall time of the current policy's pass over the cached answers.
+- ``rpo/verify_fallbacks``: cached answers cut by the plain tail cut, their entry having no real behaviour log-probs.
 """
 
 from __future__ import annotations
@@ -125,3 +132,14 @@ def _per_group(name: str, values: np.ndarray, groups: np.ndarray) -> np.ndarray:
         group = unique_groups[inverse[disagree[0]]]
         raise ValueError(f"rpo metrics: the rows of group {group!r} disagree on {name}; it is a per-prompt value")
     return per_group
+
+
+def verify_metrics(*, accepted: list[int], lengths: list[int], fallbacks: int, seconds: float) -> dict[str, float]:
+    """The ``rpo/verify_*`` metrics of one step (see the module docstring); 0.0 where nothing was verified."""
+    total = float(np.sum(lengths)) if lengths else 0.0
+    return {
+        "rpo/verify_accept_len_mean": float(np.mean(accepted)) if accepted else 0.0,
+        "rpo/verify_accept_rate": float(np.sum(accepted)) / total if total else 0.0,
+        "rpo/verify_s": float(seconds),
+        "rpo/verify_fallbacks": float(fallbacks),
+    }

@@ -19,7 +19,7 @@ from verl.utils.config import omega_conf_to_dataclass
 
 from .keys import check_key_mode
 from .selection import ReplacementConfig
-from .truncation import TruncationConfig
+from .truncation import TruncationConfig, needs_current_logprobs
 
 ColdStart = Literal["seed_then_partial", "full_group"]
 COLD_START_MODES: tuple[str, ...] = get_args(ColdStart)
@@ -54,6 +54,9 @@ class RPOConfig(BaseConfig):
     enable: bool = True
     seed: int = 42
     loss_on_prefix: bool = False
+    shared_prefix: bool = True
+    """Compute each group's shared part (prompt + cached prefix; the prompt on the full path) once in the
+    log-prob, reference and update passes (verl_ext.shared_prefix); exact, see recipe/rpo/README.md."""
     cold_start: str = "seed_then_partial"
     """One of :data:`COLD_START_MODES`."""
     truncation: TruncationConfig = field(default_factory=TruncationConfig)
@@ -116,6 +119,12 @@ def check_supported(config: Any, rpo: RPOConfig) -> None:
             "rpo.cache.store_logprobs=true; without them every prefix token would be compared with a 0.0 stand-in "
             "(sequence weights ~0, token weights = the probability itself). Set rpo.cache.store_logprobs=true "
             "(and build an offline cache with --store-logprobs) or rpo.loss_on_prefix=false"
+        )
+    if needs_current_logprobs(rpo.truncation.mode) and not rpo.cache.store_logprobs:
+        raise ValueError(
+            f"rpo.truncation.mode={rpo.truncation.mode} compares each cached token's current probability with its "
+            "behaviour probability, which the cache keeps only with rpo.cache.store_logprobs=true (and "
+            "actor_rollout_ref.rollout.calculate_log_probs=true); set both"
         )
     if rpo.cache.store_logprobs and not rollout.get("calculate_log_probs", False):
         raise ValueError(

@@ -22,6 +22,10 @@ peers the trainer never branches on; the built-in ones:
   reference draws ``k`` from ``1..299`` for ``K=300``; here the top value ``max_new_tokens`` is included.)
 - ``"uniform"``: draw the prefix length uniformly from ``[min(min_prefix, L-1), L-1]`` and let the suffix have up to
   ``max_new_tokens`` tokens. An answer no longer than ``min_prefix`` keeps all but its last token.
+- ``"verified"``: the tail cut, moved earlier to the first cached token the current policy rejects (accepted with
+  probability ``min(1, lenience * p_current / p_behaviour)``, SPEC-RL's check); the suffix budget is then
+  ``verify_max_new_tokens`` so that the answer can be finished. It needs the current policy's log-probs of the
+  cached answers (``needs_current_logprobs``), which the rollout computes once per prompt before cutting.
 
 Edge cases:
 
@@ -37,32 +41,63 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
 from verl.base_config import BaseConfig
 
-CutPolicy = Callable[[np.ndarray, "TruncationConfig", np.random.Generator], tuple[np.ndarray, np.ndarray]]
-"""``policy(lengths, cfg, rng) -> (prefix_len, budget)``: for cached answers of ``lengths`` tokens (already clipped
-to R), the prefix to keep (``0 <= prefix_len <= max(length - 1, 0)``) and the suffix budget before slack and the R
-cap (``>= 1``), one draw per answer from ``rng``. :func:`sample_cuts` checks both bounds and applies slack and cap."""
+@dataclass(frozen=True)
+class CachedAnswers:
+    """What a cut policy sees of the cached answers it cuts."""
+
+    lengths: np.ndarray
+    """Tokens per answer, already clipped to R."""
+    log_ratios: Optional[tuple[Optional[np.ndarray], ...]] = None
+    """Only for policies registered with ``needs_current_logprobs``: per answer, ``log p_current - log p_behaviour``
+    of each of its (clipped) tokens, or None for an answer whose entry kept no real behaviour log-probs."""
+
+
+class CutDraw(NamedTuple):
+    """A policy's draw for each answer: the prefix to keep, the suffix budget before slack and the R cap, and (for
+    verifying policies) how many leading tokens the check accepted (-1: not verified)."""
+
+    prefix_len: np.ndarray
+    budget: np.ndarray
+    accepted_len: Optional[np.ndarray] = None
+
+
+CutPolicy = Callable[[CachedAnswers, "TruncationConfig", np.random.Generator], tuple]
+"""``policy(answers, cfg, rng) -> (prefix_len, budget[, accepted_len])`` (a :class:`CutDraw` or a plain tuple): the
+prefix to keep (``0 <= prefix_len <= max(length - 1, 0)``) and the suffix budget (``>= 1``), one draw per answer from
+``rng``. :func:`sample_cuts` checks both bounds and applies slack and the R cap."""
 
 CUT_POLICIES: dict[str, CutPolicy] = {}
+_NEEDS_CURRENT_LOGPROBS: set[str] = set()
 
 
-def register_cut_policy(name: str) -> Callable[[CutPolicy], CutPolicy]:
+def register_cut_policy(name: str, needs_current_logprobs: bool = False) -> Callable[[CutPolicy], CutPolicy]:
     """Register a cut policy under ``rpo.truncation.mode=<name>``, as verl's ``core_algos`` registers advantage
     estimators: the policies are peers and the trainer has no branch per mode, so a user adds one without touching it.
-    """
+
+    ``needs_current_logprobs``: the policy reads :attr:`CachedAnswers.log_ratios`, so the rollout runs the current
+    policy over the cached answers (one pass per prompt) before cutting."""
 
     def decorator(policy: CutPolicy) -> CutPolicy:
         if name in CUT_POLICIES and CUT_POLICIES[name] is not policy:
             raise ValueError(f"cut policy {name!r} is already registered ({CUT_POLICIES[name].__qualname__})")
         CUT_POLICIES[name] = policy
+        if needs_current_logprobs:
+            _NEEDS_CURRENT_LOGPROBS.add(name)
         return policy
 
     return decorator
+
+
+def needs_current_logprobs(name: str) -> bool:
+    """Whether cut policy ``name`` reads the current policy's log-probs of the cached answers."""
+    get_cut_policy(name)
+    return name in _NEEDS_CURRENT_LOGPROBS
 
 
 def get_cut_policy(name: str) -> CutPolicy:
@@ -70,6 +105,10 @@ def get_cut_policy(name: str) -> CutPolicy:
     if name not in CUT_POLICIES:
         raise ValueError(f"rpo.truncation.mode must be one of {sorted(CUT_POLICIES)}, got {name!r}")
     return CUT_POLICIES[name]
+
+
+VERIFY_LENIENCE = float(np.exp(0.5))
+"""SPEC-RL's lenience for GRPO (e^0.3 for PPO, e^0.15 for DAPO)."""
 
 
 @dataclass(kw_only=True)
@@ -87,6 +126,11 @@ class TruncationConfig(BaseConfig):
     """Tokens a suffix may generate beyond its mode's budget (always capped by ``R - prefix_len``). With the tail
     cut and no slack the suffix budget is exactly what was cut, so a cached answer can never grow longer (an answer
     that skipped a step can never get it back); a slack lets it."""
+    lenience: float = VERIFY_LENIENCE
+    """Verified only: a cached token is accepted with probability ``min(1, lenience * p_current / p_behaviour)``
+    (SPEC-RL's lenience; e^0.5 as for GRPO there; ``.inf`` accepts every token, i.e. the tail cut)."""
+    verify_max_new_tokens: int = 1024
+    """Verified only: the suffix budget, so that a suffix cut early can finish the answer (capped by ``R - prefix``)."""
 
     def __post_init__(self) -> None:
         get_cut_policy(self.mode)
@@ -96,6 +140,11 @@ class TruncationConfig(BaseConfig):
             raise ValueError(f"rpo.truncation.min_prefix must be an integer >= 0, got {self.min_prefix!r}")
         if not _is_int(self.slack) or self.slack < 0:
             raise ValueError(f"rpo.truncation.slack must be an integer >= 0, got {self.slack!r}")
+        if not isinstance(self.lenience, (int, float)) or isinstance(self.lenience, bool) or not self.lenience >= 1:
+            raise ValueError(f"rpo.truncation.lenience must be a number >= 1 (.inf allowed), got {self.lenience!r}")
+        if not _is_int(self.verify_max_new_tokens) or self.verify_max_new_tokens < 1:
+            raise ValueError("rpo.truncation.verify_max_new_tokens must be an integer >= 1, got "
+                             f"{self.verify_max_new_tokens!r}")
         if self.mode == "tail" and self.min_prefix != 0:
             raise ValueError(f"rpo.truncation.min_prefix={self.min_prefix} has no effect in mode 'tail' (the cut is "
                              "measured from the end); set it to 0 or use mode 'uniform'")
@@ -107,6 +156,8 @@ class Cut:
 
     prefix_len: int
     max_new_tokens: int
+    accepted_len: int = -1
+    """Verifying policies: the leading tokens the current policy accepted (-1: not verified)."""
 
 
 def sample_cut(cached_len: int, response_budget: int, cfg: TruncationConfig, rng: np.random.Generator) -> Cut:
@@ -115,7 +166,8 @@ def sample_cut(cached_len: int, response_budget: int, cfg: TruncationConfig, rng
 
 
 def sample_cuts(lengths: Sequence[int] | np.ndarray, response_budget: int, cfg: TruncationConfig,
-                rng: np.random.Generator) -> list[Cut]:
+                rng: np.random.Generator,
+                log_ratios: Optional[Sequence[Optional[np.ndarray]]] = None) -> list[Cut]:
     """Draw one independent cut per cached answer, in one vectorised draw from ``rng``.
 
     The same generator state and inputs always give the same cuts, so a resumed run that restores the generator
@@ -125,15 +177,21 @@ def sample_cuts(lengths: Sequence[int] | np.ndarray, response_budget: int, cfg: 
         lengths: the cached answers' lengths in tokens (non-negative integers).
         response_budget: R, verl's ``data.max_response_length``.
         cfg: the truncation config.
-        rng: the generator to draw from; it is advanced by one draw per answer.
+        rng: the generator to draw from; it is advanced by one draw per answer (per token too when verifying).
+        log_ratios: for a policy that needs them (:func:`needs_current_logprobs`), per answer ``log p_current -
+            log p_behaviour`` of its tokens, None for an answer without real behaviour log-probs.
 
     Raises:
-        ValueError: ``lengths`` is not a 1-D sequence of non-negative integers, or ``response_budget < 1``.
+        ValueError: ``lengths`` is not a 1-D sequence of non-negative integers, or ``response_budget < 1``, or a
+            verifying policy got no (or mis-sized) ``log_ratios``.
     """
     if not _is_int(response_budget) or response_budget < 1:
         raise ValueError(f"response_budget (data.max_response_length) must be an integer >= 1, got {response_budget!r}")
     clipped = np.minimum(_as_lengths(lengths), response_budget)
-    prefix_len, budget = (np.asarray(values, dtype=np.int64) for values in get_cut_policy(cfg.mode)(clipped, cfg, rng))
+    answers = CachedAnswers(clipped, _clipped_log_ratios(log_ratios, clipped, cfg.mode))
+    draw = CutDraw(*get_cut_policy(cfg.mode)(answers, cfg, rng))
+    prefix_len, budget = (np.asarray(values, dtype=np.int64) for values in draw[:2])
+    accepted = np.full(clipped.shape, -1) if draw.accepted_len is None else np.asarray(draw.accepted_len)
     last_keepable = np.maximum(clipped - 1, 0)  # the longest prefix that still cuts one token (0 if empty)
     if prefix_len.shape != clipped.shape or budget.shape != clipped.shape:
         raise ValueError(f"cut policy {cfg.mode!r} returned shapes {prefix_len.shape} and {budget.shape} for "
@@ -142,23 +200,64 @@ def sample_cuts(lengths: Sequence[int] | np.ndarray, response_budget: int, cfg: 
         raise ValueError(f"cut policy {cfg.mode!r} broke its contract: every prefix must keep 0..length-1 tokens "
                          "(one token is always cut) and every budget must be >= 1")
     max_new_tokens = np.minimum(budget + cfg.slack, response_budget - prefix_len)
-    return [Cut(int(prefix), int(new)) for prefix, new in zip(prefix_len, max_new_tokens, strict=True)]
+    return [Cut(int(prefix), int(new), int(acc))
+            for prefix, new, acc in zip(prefix_len, max_new_tokens, accepted, strict=True)]
+
+
+def _clipped_log_ratios(log_ratios: Optional[Sequence[Optional[np.ndarray]]], lengths: np.ndarray,
+                        mode: str) -> Optional[tuple[Optional[np.ndarray], ...]]:
+    if not needs_current_logprobs(mode):
+        return None
+    if log_ratios is None or len(log_ratios) != len(lengths):
+        raise ValueError(f"cut policy {mode!r} verifies cached answers: it needs one log-ratio array (or None) per "
+                         f"answer, got {None if log_ratios is None else len(log_ratios)} for {len(lengths)} answers")
+    clipped = []
+    for ratios, length in zip(log_ratios, lengths):
+        if ratios is not None and len(ratios) < length:
+            raise ValueError(f"cut policy {mode!r}: {len(ratios)} log-ratios for an answer of {length} tokens")
+        clipped.append(None if ratios is None else np.asarray(ratios[:length], dtype=np.float64))
+    return tuple(clipped)
 
 
 @register_cut_policy("tail")
-def tail_cut(lengths: np.ndarray, cfg: TruncationConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def tail_cut(answers: CachedAnswers, cfg: TruncationConfig, rng: np.random.Generator) -> CutDraw:
     """The authors' cut: ``k ~ U{1..max_new_tokens}`` tokens off the end, regenerate up to ``k``."""
-    cut_size = rng.integers(1, cfg.max_new_tokens + 1, size=lengths.shape)
-    return np.maximum(lengths - cut_size, 0), cut_size
+    cut_size = rng.integers(1, cfg.max_new_tokens + 1, size=answers.lengths.shape)
+    return CutDraw(np.maximum(answers.lengths - cut_size, 0), cut_size)
 
 
 @register_cut_policy("uniform")
-def uniform_cut(lengths: np.ndarray, cfg: TruncationConfig,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def uniform_cut(answers: CachedAnswers, cfg: TruncationConfig, rng: np.random.Generator) -> CutDraw:
     """A prefix uniform over ``[min(min_prefix, L-1), L-1]``, regenerate up to ``max_new_tokens``."""
-    last_keepable = np.maximum(lengths - 1, 0)
+    last_keepable = np.maximum(answers.lengths - 1, 0)
     lowest = np.minimum(cfg.min_prefix, last_keepable)
-    return rng.integers(lowest, last_keepable + 1), np.full(lengths.shape, cfg.max_new_tokens)
+    return CutDraw(rng.integers(lowest, last_keepable + 1), np.full(answers.lengths.shape, cfg.max_new_tokens))
+
+
+def accepted_length(log_ratio: np.ndarray, lenience: float, uniforms: np.ndarray) -> int:
+    """Leading tokens accepted by the draws: token t is accepted when ``u_t < lenience * exp(log_ratio_t)`` (i.e.
+    with probability ``min(1, lenience * p_current / p_behaviour)``); the first rejection ends the run."""
+    with np.errstate(over="ignore"):
+        rejected = np.nonzero(uniforms >= lenience * np.exp(log_ratio))[0]
+    return int(rejected[0]) if rejected.size else len(log_ratio)
+
+
+@register_cut_policy("verified", needs_current_logprobs=True)
+def verified_cut(answers: CachedAnswers, cfg: TruncationConfig, rng: np.random.Generator) -> CutDraw:
+    """SPEC-RL's check on RPO's budgeted cut: the prefix is the earlier of the tail cut ``L - k`` and the first
+    cached token the current policy rejects; the suffix may then run to ``verify_max_new_tokens`` (capped by R) so
+    that an answer cut early can be finished. The tail draw comes first, so with an infinite lenience the cuts are
+    the tail cut's. An answer without real behaviour log-probs keeps the plain tail cut (``accepted_len`` -1)."""
+    tail_prefix, tail_budget, _ = tail_cut(answers, cfg, rng)
+    prefix, budget = tail_prefix.copy(), tail_budget.copy()
+    accepted = np.full(answers.lengths.shape, -1, dtype=np.int64)
+    for i, ratios in enumerate(answers.log_ratios):
+        if ratios is None:
+            continue
+        accepted[i] = accepted_length(ratios, cfg.lenience, rng.random(len(ratios)))
+        prefix[i] = min(tail_prefix[i], accepted[i])
+        budget[i] = cfg.verify_max_new_tokens
+    return CutDraw(prefix, budget, accepted)
 
 
 def _as_lengths(lengths: Sequence[int] | np.ndarray) -> np.ndarray:

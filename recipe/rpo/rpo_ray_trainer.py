@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
+from transformers import AutoConfig
 
 from verl import DataProto
 from verl.trainer.ppo.core_algos import AdvantageEstimator, agg_loss
@@ -43,13 +44,14 @@ from verl.trainer.ppo.ray_trainer import (
 from verl.trainer.ppo.reward import extract_reward
 from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path, should_save_ckpt_esi
 from verl.utils.debug import marked_timer
+from verl.utils.fs import copy_to_local
 from verl.utils.metric import reduce_metrics
 from verl.utils.skip.skip_manager import SkipManager
 from verl.utils.tracking import Tracking
 from verl_ext.cache import ExperienceCache, tokenizer_fingerprint
 from verl_ext.checkpoint import load_rpo_state, prune_rpo_files, save_rpo_state
 from verl_ext.group_filter import group_count, informative_rows, no_signal_group_count
-from verl_ext.metrics import compute_rpo_metrics
+from verl_ext.metrics import compute_rpo_metrics, verify_metrics
 from verl_ext.rewards.score import VERIFY_TIMEOUT_FIELD
 from verl_ext.rollout.partial import (
     PartialRollout,
@@ -58,7 +60,10 @@ from verl_ext.rollout.partial import (
     response_lengths,
     rollout_dump_fields,
 )
+from verl_ext.rollout.verify import CurrentLogprobs
 from verl_ext.rpo_config import check_supported, load_rpo_config, prefix_logprobs_required
+from verl_ext.shared_prefix.batch import add_shared_prefix_columns, check_shared_prefix_supported
+from verl_ext.truncation import needs_current_logprobs
 
 from .fit_options import StepProfileSchedule, check_fit_options, component_reward_metrics
 
@@ -71,6 +76,10 @@ class RayRPOTrainer(RayPPOTrainer):
         self.rpo = load_rpo_config(self.config.get("rpo"))
         check_fit_options(self.config, self.rpo)
         check_supported(self.config, self.rpo)
+        if self.rpo.shared_prefix:
+            check_shared_prefix_supported(self.config)
+            # verl's balance_batch then keeps each uid's rows together (get_group_balanced_partitions).
+            self.use_prefix_grouper = True
         self.partial_rollout: Optional[PartialRollout] = None
         if self.rpo.enable:
             eos = self.tokenizer.eos_token_id
@@ -82,7 +91,24 @@ class RayRPOTrainer(RayPPOTrainer):
                 num_workers=int(self.config.actor_rollout_ref.rollout.agent.num_workers),
                 eos_token_ids=eos if isinstance(eos, list) else [eos],
                 require_prefix_logprobs=prefix_logprobs_required(self.config, self.rpo),
+                current_logprobs=self._current_logprobs(),
             )
+
+    def _current_logprobs(self) -> CurrentLogprobs:
+        """The actor's pass over cached answers that verifying cut policies read; it runs only when one does."""
+        model, rollout = self.config.actor_rollout_ref.model, self.config.actor_rollout_ref.rollout
+        hf_config = AutoConfig.from_pretrained(copy_to_local(model.path),
+                                               trust_remote_code=bool(model.get("trust_remote_code", False)))
+        return CurrentLogprobs(
+            self.tokenizer,
+            hf_model_type=getattr(hf_config, "model_type", None),
+            chat_template_kwargs=dict(self.config.data.get("apply_chat_template_kwargs") or {}),
+            temperature=float(rollout.temperature),
+            log_prob_pass=lambda batch: self._compute_old_log_prob(batch)[0],
+            world_size=lambda: self.actor_rollout_wg.world_size,
+            micro_batch_size=None if rollout.get("log_prob_use_dynamic_bsz", False) else int(
+                rollout.get("log_prob_micro_batch_size_per_gpu") or 1),
+        )
 
     # ------------------------------------------------------------------ cache life cycle
 
@@ -354,6 +380,9 @@ class RayRPOTrainer(RayPPOTrainer):
             result["rpo/cached_len_mean"] = float(np.mean(rows.cached_lens))
         if rows.cached_correct:
             result["rpo/cached_acc_frac"] = float(np.mean(rows.cached_correct))
+        if needs_current_logprobs(self.rpo.truncation.mode):
+            result.update(verify_metrics(accepted=rows.verify_accepted, lengths=rows.verify_lengths,
+                                         fallbacks=rows.verify_fallbacks, seconds=rows.verify_s))
         return result
 
     # ------------------------------------------------------------------ update part of a step
@@ -362,6 +391,8 @@ class RayRPOTrainer(RayPPOTrainer):
         """verl's PPO update path (old/ref log-probs, KL, rollout correction, advantages, actor, checkpoint, sync)."""
         if self.config.trainer.balance_batch:
             self._balance_batch(batch, metrics=metrics)
+        if self.rpo.shared_prefix:
+            add_shared_prefix_columns(batch)
         batch.meta_info["global_token_num"] = torch.sum(batch.batch["attention_mask"], dim=-1).tolist()
         batch.meta_info["images_seqlens"] = [
             seqlen

@@ -60,6 +60,7 @@ ROLLOUT=(
 TRAINER=(
   algorithm.use_kl_in_reward=false
   rpo.enable=false
+  rpo.shared_prefix=false
   trainer.val_only=true
   trainer.val_before_train=true
   trainer.resume_mode=disable

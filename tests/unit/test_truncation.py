@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
+from verl_ext import truncation as tr
 from verl_ext.rpo_config import load_rpo_config
 from verl_ext.truncation import (
     CUT_POLICIES,
@@ -169,9 +170,9 @@ def test_bad_inputs(lengths, budget, message):
 
 
 def test_cut_policies_registry_holds_tail_and_uniform_as_peers():
-    assert {"tail", "uniform"} <= set(CUT_POLICIES)
+    assert {"tail", "uniform", "verified"} <= set(CUT_POLICIES)
     assert get_cut_policy("tail") is tail_cut and get_cut_policy("uniform") is uniform_cut
-    with pytest.raises(ValueError, match=r"rpo.truncation.mode must be one of \['tail', 'uniform'"):
+    with pytest.raises(ValueError, match=r"rpo.truncation.mode must be one of \['tail', 'uniform', 'verified'"):
         get_cut_policy("head")
 
 
@@ -180,8 +181,8 @@ def half_cut_policy():
     """A user's policy, registered without touching the trainer: keep the first half, regenerate up to 3 tokens."""
 
     @register_cut_policy("test_half")
-    def half(lengths, cfg, rng):
-        return lengths // 2, np.full(lengths.shape, 3)
+    def half(answers, cfg, rng):
+        return answers.lengths // 2, np.full(answers.lengths.shape, 3)
 
     yield half
     CUT_POLICIES.pop("test_half")
@@ -192,16 +193,92 @@ def test_a_registered_cut_policy_runs_through_the_config_and_sample_cuts(half_cu
     assert sample_cuts([10, 7, 0], 9, cfg, np.random.default_rng(0)) == [
         Cut(prefix_len=4, max_new_tokens=4), Cut(prefix_len=3, max_new_tokens=4), Cut(prefix_len=0, max_new_tokens=4)]
     with pytest.raises(ValueError, match="already registered"):
-        register_cut_policy("test_half")(lambda lengths, cfg, rng: (lengths, lengths))
+        register_cut_policy("test_half")(lambda answers, cfg, rng: (answers.lengths, answers.lengths))
 
 
 def test_a_cut_policy_that_keeps_the_whole_answer_is_refused():
     @register_cut_policy("test_keep_all")
-    def keep_all(lengths, cfg, rng):
-        return lengths, np.ones(lengths.shape, dtype=np.int64)
+    def keep_all(answers, cfg, rng):
+        return answers.lengths, np.ones(answers.lengths.shape, dtype=np.int64)
 
     try:
         with pytest.raises(ValueError, match="cut policy 'test_keep_all' broke its contract"):
             sample_cuts([5], 100, TruncationConfig(mode="test_keep_all"), np.random.default_rng(0))
     finally:
         CUT_POLICIES.pop("test_keep_all")
+
+
+def _verified(**kwargs) -> TruncationConfig:
+    return TruncationConfig(mode="verified", max_new_tokens=kwargs.pop("max_new_tokens", 20), **kwargs)
+
+
+def test_verified_with_infinite_lenience_cuts_exactly_where_tail_does():
+    rng_lengths = np.random.default_rng(7)
+    lengths = rng_lengths.integers(0, 400, 300)
+    ratios = [rng_lengths.normal(-2.0, 3.0, n) for n in lengths]  # a policy far from the behaviour one
+    tail = sample_cuts(lengths, 512, TruncationConfig(mode="tail", max_new_tokens=20), np.random.default_rng(3))
+    verified = sample_cuts(lengths, 512, _verified(lenience=float("inf")), np.random.default_rng(3), ratios)
+    assert [c.prefix_len for c in verified] == [c.prefix_len for c in tail]
+    assert [c.accepted_len for c in verified] == [int(n) for n in lengths]
+
+
+def test_verified_accepts_every_token_when_the_current_policy_is_the_behaviour_policy():
+    lengths = np.array([50, 300, 1, 0])
+    cuts = sample_cuts(lengths, 1024, _verified(lenience=1.0), np.random.default_rng(0),
+                       [np.zeros(n) for n in lengths])
+    assert [c.accepted_len for c in cuts] == [50, 300, 1, 0]
+    tail = sample_cuts(lengths, 1024, TruncationConfig(mode="tail", max_new_tokens=20), np.random.default_rng(0))
+    assert [c.prefix_len for c in cuts] == [c.prefix_len for c in tail]
+    # The suffix budget lets the answer be finished: verify_max_new_tokens, capped by R - prefix.
+    assert [c.max_new_tokens for c in cuts] == [min(1024, 1024 - c.prefix_len) for c in cuts]
+
+
+def test_verified_cuts_at_a_cached_token_the_current_policy_gives_near_zero_probability():
+    ratios = np.zeros(200)
+    ratios[37] = np.log(1e-12)  # p_current / p_behaviour ~ 1e-12 at token 37
+    for seed in range(20):
+        cut = sample_cuts([200], 4096, _verified(max_new_tokens=5, verify_max_new_tokens=300),
+                          np.random.default_rng(seed), [ratios])[0]
+        assert cut == Cut(prefix_len=37, max_new_tokens=300, accepted_len=37)
+
+
+def test_verified_acceptance_rate_follows_the_probability_ratio():
+    """Each token is accepted with probability min(1, lenience * p_cur / p_beh): 1.5 * 0.4 = 0.6 here."""
+    rng = np.random.default_rng(0)
+    runs = [tr.accepted_length(np.full(1, np.log(0.4)), 1.5, rng.random(1)) for _ in range(20_000)]
+    assert np.mean(runs) == pytest.approx(0.6, abs=0.01)
+
+
+def test_verified_draws_are_seeded_and_resume_from_the_generator_state():
+    lengths = [120, 80, 300]
+    ratios = [np.random.default_rng(i).normal(-0.3, 0.5, n) for i, n in enumerate(lengths)]
+    cfg = _verified()
+    rng = np.random.default_rng(11)
+    sample_cuts(lengths, 1024, cfg, rng, ratios)
+    state = rng.bit_generator.state  # what the trainer checkpoints
+    after = sample_cuts(lengths, 1024, cfg, rng, ratios)
+    resumed = np.random.default_rng(0)
+    resumed.bit_generator.state = state
+    assert sample_cuts(lengths, 1024, cfg, resumed, ratios) == after
+    assert sample_cuts(lengths, 1024, cfg, np.random.default_rng(11), ratios) != after
+
+
+def test_verified_falls_back_to_the_tail_cut_for_an_answer_without_behaviour_logprobs():
+    cuts = sample_cuts([100, 100], 1024, _verified(lenience=1.0), np.random.default_rng(4),
+                       [None, np.full(100, np.log(1e-12))])
+    tail = sample_cuts([100, 100], 1024, TruncationConfig(mode="tail", max_new_tokens=20), np.random.default_rng(4))
+    assert cuts[0] == tail[0] and cuts[0].accepted_len == -1
+    assert cuts[1].prefix_len == 0 and cuts[1].accepted_len == 0
+
+
+def test_verified_refuses_missing_or_short_log_ratios():
+    with pytest.raises(ValueError, match="needs one log-ratio array"):
+        sample_cuts([10], 100, _verified(), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="3 log-ratios for an answer of 10 tokens"):
+        sample_cuts([10], 100, _verified(), np.random.default_rng(0), [np.zeros(3)])
+
+
+@pytest.mark.parametrize("bad", [{"lenience": 0.5}, {"lenience": True}, {"verify_max_new_tokens": 0}])
+def test_verified_settings_are_checked(bad):
+    with pytest.raises(ValueError, match="rpo.truncation"):
+        _verified(**bad)

@@ -150,7 +150,9 @@ def register_fsdp_engines_for_cpu() -> None:
             written_for=VERL_WRITTEN_FOR,
         )
         registered = registry_cls._engines.get(model_type, {})
-        if all(registered.get(backend, {}).get("cpu") is engine_cls for backend in ("fsdp", "fsdp2")):
+        # Already registered: verl's class, or a subclass put in its place (the shared-prefix engine).
+        current = [registered.get(backend, {}).get("cpu") for backend in ("fsdp", "fsdp2")]
+        if all(isinstance(cls, type) and issubclass(cls, engine_cls) for cls in current):
             continue
         registry_cls.register(model_type=model_type, backend=["fsdp", "fsdp2"], device=["cpu"])(engine_cls)
 

@@ -7,8 +7,9 @@ AgentLoopManager. The trainer calls :meth:`PartialRollout.generate` where a full
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from ..cache import CacheEntry, ExperienceCache
 from ..keys import prompt_key
 from ..rpo_config import RPOConfig
 from ..selection import choose_replacement
-from ..truncation import Cut, sample_cuts
+from ..truncation import Cut, needs_current_logprobs, sample_cuts
 from .agent_loop import (
     LOSS_ON_PREFIX,
     MAX_NEW_TOKENS,
@@ -130,6 +131,14 @@ class RolloutRows:
     """Per cache-hit prompt: the length of the cached answer it was cut from."""
     cached_correct: list[bool] = field(default_factory=list)
     """Per cache-hit prompt whose entry has an accuracy: whether the cached answer was correct."""
+    verify_s: float = 0.0
+    """Verifying cut policies: wall time of the current policy's pass over the cached answers."""
+    verify_accepted: list[int] = field(default_factory=list)
+    """Per verified answer: the leading tokens the check accepted."""
+    verify_lengths: list[int] = field(default_factory=list)
+    """Per verified answer: its (clipped) length."""
+    verify_fallbacks: int = 0
+    """Cached answers cut by the plain tail cut because their entry kept no real behaviour log-probs."""
 
     def concat(self, name: str) -> np.ndarray:
         parts = getattr(self, name)
@@ -149,9 +158,16 @@ class PartialRollout:
         num_workers: int,
         eos_token_ids: Sequence[int],
         require_prefix_logprobs: bool = False,
+        current_logprobs: Optional[Callable[[DataProto, list[np.ndarray]], list[np.ndarray]]] = None,
     ) -> None:
         """``require_prefix_logprobs``: the loss compares the prefix against its behaviour log-probs (``loss_on_prefix``
-        with rollout correction), so a prefix whose entry has none is refused rather than given 0.0 stand-ins."""
+        with rollout correction), so a prefix whose entry has none is refused rather than given 0.0 stand-ins.
+        ``current_logprobs(gen_batch_rows, answers)``: the current policy's log-probs of cached answers
+        (:class:`~verl_ext.rollout.verify.CurrentLogprobs`); required by verifying cut policies."""
+        if needs_current_logprobs(config.truncation.mode) and current_logprobs is None:
+            raise ValueError(f"rpo.truncation.mode={config.truncation.mode} verifies cached answers against the "
+                             "current policy: PartialRollout needs current_logprobs")
+        self.current_logprobs = current_logprobs
         self.config = config
         self.cache = cache
         self.response_length = response_length
@@ -181,7 +197,7 @@ class PartialRollout:
         if cold and self.config.cold_start == "seed_then_partial":
             self._seed(manager, gen_batch, keys, cold, step, rows)
 
-        cuts = self._cuts(keys)
+        cuts = self._cuts(keys, gen_batch, rows)
         staleness = np.array(
             [step - self.cache.get(key).step if is_hit else 0 for key, is_hit in zip(keys, hit)], dtype=np.int64
         )
@@ -262,12 +278,36 @@ class PartialRollout:
         if accs is not None:
             rows.seed_acc.extend(float(bool(a)) for a in accs)
 
-    def _cuts(self, keys: list[str]) -> list[Cut]:
+    def _cuts(self, keys: list[str], gen_batch: DataProto, rows: RolloutRows) -> list[Cut]:
         """Per-sample cut points; a prompt still without an entry (full_group cold start) gets a full rollout."""
         entries = [self.cache.get(key) for key in keys]
         lengths = [0 if entry is None else len(entry.response_ids) for entry in entries]
-        cuts = sample_cuts(lengths, self.response_length, self.config.truncation, self.rng)
+        log_ratios = (self._log_ratios(entries, gen_batch, rows)
+                      if needs_current_logprobs(self.config.truncation.mode) else None)
+        cuts = sample_cuts(lengths, self.response_length, self.config.truncation, self.rng, log_ratios)
+        for entry, cut in zip(entries, cuts):
+            if entry is not None and cut.accepted_len >= 0:
+                rows.verify_accepted.append(cut.accepted_len)
+                rows.verify_lengths.append(min(len(entry.response_ids), self.response_length))
         return [cut if entry is not None else Cut(0, self.response_length) for cut, entry in zip(cuts, entries)]
+
+    def _log_ratios(self, entries: list[Optional[CacheEntry]], gen_batch: DataProto,
+                    rows: RolloutRows) -> list[Optional[np.ndarray]]:
+        """``log p_current - log p_behaviour`` of each cached answer's tokens, one actor pass over the answers whose
+        entry kept real behaviour log-probs; None for the others (cut by the tail cut, counted as fallbacks)."""
+        verifiable = [i for i, entry in enumerate(entries) if entry is not None and entry.logprobs is not None]
+        rows.verify_fallbacks += sum(entry is not None and entry.logprobs is None for entry in entries)
+        ratios: list[Optional[np.ndarray]] = [None] * len(entries)
+        if not verifiable:
+            return ratios
+        answers = [np.asarray(entries[i].response_ids[: self.response_length]) for i in verifiable]
+        start = time.perf_counter()
+        current = self.current_logprobs(gen_batch.select_idxs(verifiable), answers)
+        rows.verify_s += time.perf_counter() - start
+        for i, logprobs in zip(verifiable, current):
+            behaviour = np.asarray(entries[i].logprobs[: self.response_length], dtype=np.float64)
+            ratios[i] = np.asarray(logprobs, dtype=np.float64) - behaviour
+        return ratios
 
     def _prefix(self, key: str, cut: Cut) -> np.ndarray:
         entry = self.cache.get(key)
