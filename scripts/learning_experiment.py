@@ -79,11 +79,15 @@ ARMS: dict[str, Arm] = {
                             ("rpo.enable=true", "rpo.cache.correct_only=true")),
     "rpo_prefix_loss": Arm("RPO-GRPO, loss on the prefix", "tab:brown", ("rpo.enable=true", "rpo.loss_on_prefix=true")),
     "rpo_slack": Arm("RPO-GRPO, suffix slack", "tab:red", ("rpo.enable=true", "rpo.truncation.slack={suffix_budget}")),
+    "rpo_verified": Arm("RPO-GRPO, verified cut", "tab:olive",
+                        ("rpo.enable=true", "rpo.truncation.mode=verified", "rpo.cache.store_logprobs=true",
+                         "actor_rollout_ref.rollout.calculate_log_probs=true")),
 }
-DEFAULT_ARMS = ("full", "rpo", "rpo_null", "rpo_uniform", "rpo_slack")
+DEFAULT_ARMS = ("full", "rpo", "rpo_null", "rpo_slack", "rpo_verified")
 # Per-step metrics that explain a difference between arms (means over a run's training steps).
 DIAGNOSTIC_METRICS = ("rpo/no_signal_group_frac", "rpo/cached_acc_frac", "rpo/cached_len_mean",
-                      "rpo/cache_staleness_mean", "response_length/mean")
+                      "rpo/cache_staleness_mean", "response_length/mean", "rpo/suffix_len_mean",
+                      "rpo/verify_accept_rate")
 STEP_TIME_METRIC = "timing_s/step"
 TOKENS_METRIC = "rpo/generated_tokens"
 # ``--reward``: accuracy alone, or the paper's accuracy + format + cosine length (verl_ext.rewards, 1:1:1).

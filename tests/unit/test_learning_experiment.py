@@ -186,9 +186,9 @@ def test_report_files_and_replot_from_the_saved_curves(exp, tmp_path):
 
 def test_overrides_differ_between_arms_only_in_the_arms_own_overrides(exp, tmp_path):
     args = exp.parse_args(["--work-dir", str(tmp_path), "trainer.foo=1"])
-    assert args.arms == ["full", "rpo", "rpo_null", "rpo_uniform", "rpo_slack"]
+    assert args.arms == ["full", "rpo", "rpo_null", "rpo_slack", "rpo_verified"]
     full = exp.rl_overrides(args, "full", 7, tmp_path / "run", tmp_path / "warm")
-    for arm in ("rpo", "rpo_null", "rpo_slack"):
+    for arm in ("rpo", "rpo_null", "rpo_slack", "rpo_verified"):
         other = exp.rl_overrides(args, arm, 7, tmp_path / "run", tmp_path / "warm")
         assert set(other) - set(full) == {f"trainer.experiment_name={arm}_seed7",
                                           *(o.format(suffix_budget=48) for o in exp.ARMS[arm].overrides)}
