@@ -39,10 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
-from verl_ext.shared_prefix.harness import EngineUnderTest, Group, rpo_batch  # noqa: E402
+from verl_ext.shared_prefix.harness import PROMPT_TOKENS, EngineUnderTest, Group, rpo_batch  # noqa: E402
 from verl_ext.tiny import ensure_tiny_assets  # noqa: E402
-
-PROMPT_TOKENS = 32
 
 
 def forward_flops(config, lengths: list[int], attended: list[int]) -> float:

@@ -1,7 +1,7 @@
 """Exactness of ``rpo.shared_prefix`` through verl's FSDP engine (``verl_ext.shared_prefix.harness``).
 
 The harness runs in a child started with VERL_PLATFORM=cpu (verl picks its platform when imported): for the tiny
-Qwen2 and a tiny Llama, G=2 and G=4, micro-batches of whole groups and micro-batches that split groups, it runs the
+Qwen2 (also with gradient checkpointing, and with ``use_remove_padding=true``) and a tiny Llama, G=2 and G=4, micro-batches of whole groups and micro-batches that split groups, it runs the
 old-log-prob/ref pass and the actor update with the option on and off on the same RPO-shaped batch (left-padded
 prompts, several groups, cached prefixes of 0-25 tokens, 1-token and EOS-terminated suffixes)."""
 
@@ -34,15 +34,19 @@ def cases(results: dict, **match) -> list[dict]:
     return selected
 
 
-@pytest.mark.parametrize("model", ["qwen2", "llama"])
+MODELS = ["qwen2", "llama", "qwen2_gradient_checkpointing", "qwen2_remove_padding"]
+
+
+@pytest.mark.parametrize("model", MODELS)
 def test_shared_prefix_log_prob_and_entropy_pass_matches_unshared(engine_results, model):
     for case in cases(engine_results, model=model, **{"pass": "forward"}):
         assert case["log_probs_max_rel"] < TOLERANCE, case
         assert case["entropy_max_rel"] < TOLERANCE, case
+        assert case["sum_pi_squared_max_rel"] < TOLERANCE, case
     assert {c["group_size"] for c in cases(engine_results, model=model)} == {2, 4}
 
 
-@pytest.mark.parametrize("model", ["qwen2", "llama"])
+@pytest.mark.parametrize("model", MODELS)
 def test_shared_prefix_update_gradients_match_unshared_for_every_parameter(engine_results, model):
     for case in cases(engine_results, model=model, **{"pass": "update"}):
         assert case["grad_params"] == case["grad_params_on"] > 0, case

@@ -157,7 +157,8 @@ class EngineUnderTest:
             add_shared_prefix_columns(batch)
         data = left_right_2_no_padding(batch.to_tensordict())
         tu.assign_non_tensor(
-            data, calculate_entropy=True, global_batch_size=len(batch), compute_loss=not forward_only,
+            data, calculate_entropy=True, calculate_sum_pi_squared=forward_only, global_batch_size=len(batch),
+            compute_loss=not forward_only,
             use_remove_padding=self.engine.engine_config.use_remove_padding, use_dynamic_bsz=False,
             micro_batch_size_per_gpu=micro_batch_size, use_fused_kernels=False, max_token_len_per_gpu=1 << 16,
         )
@@ -168,7 +169,7 @@ class EngineUnderTest:
             output = self.engine.forward_backward_batch(data, loss_function=loss_fn, forward_only=forward_only)
             grads = {name: _full(p.grad) for name, p in self.engine.module.named_parameters() if p.grad is not None}
         if forward_only:
-            return {key: _values(output["model_output"][key]) for key in ("log_probs", "entropy")}
+            return {key: _values(output["model_output"][key]) for key in ("log_probs", "entropy", "sum_pi_squared")}
         return {"metrics": {k: float(np.sum(m.values)) for k, m in output["metrics"].items()
                             if k in ("actor/pg_loss", "kl_loss", "actor/entropy_loss")}, "grads": grads}
 
@@ -211,6 +212,7 @@ def exactness_cases(engines: dict[str, EngineUnderTest]) -> Iterator[dict[str, A
                        "log_probs_max_rel": float(((on["log_probs"] - off["log_probs"]).abs()
                                                    / off["log_probs"].abs().clamp_min(1e-6)).max()),
                        "entropy_max_rel": _max_rel(on["entropy"], off["entropy"]),
+                       "sum_pi_squared_max_rel": _max_rel(on["sum_pi_squared"], off["sum_pi_squared"]),
                        "tokens": int(off["log_probs"].numel())}
                 for mode in LOSS_AGG_MODES:
                     off = engine.run(batch, shared_prefix=False, forward_only=False, micro_batch_size=micro,
@@ -267,8 +269,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.cases == "exactness":
             qwen_dir = ensure_tiny_assets(Path(tmp) / "tiny").model_dir
-            engines = {"qwen2": EngineUnderTest(qwen_dir)}
-            engines["llama"] = EngineUnderTest(tiny_llama_dir(qwen_dir, Path(tmp) / "llama"))
+            engines = {
+                "qwen2": EngineUnderTest(qwen_dir),
+                "llama": EngineUnderTest(tiny_llama_dir(qwen_dir, Path(tmp) / "llama")),
+                "qwen2_gradient_checkpointing": EngineUnderTest(
+                    qwen_dir, ["actor_rollout_ref.model.enable_gradient_checkpointing=true"]),
+                # verl's GPU default: the unshared path packs rows (transformers masks the packed sdpa sequence).
+                "qwen2_remove_padding": EngineUnderTest(qwen_dir, ["actor_rollout_ref.model.use_remove_padding=true"]),
+            }
             result: dict[str, Any] = {"cases": list(exactness_cases(engines)),
                                       "mismatch": mismatch_case(engines["qwen2"])}
         else:
