@@ -6,9 +6,12 @@ One row per prompt (prompt + its whole cached answer), through the actor's own l
 match the actor's to ~3e-8 on CPU in fp32, ``training/rollout_probs_diff_max``). The prompt is tokenised with the
 Continuous Token builder verl's agent loop uses, so the rows hold exactly the tokens the engine conditioned on.
 
-Why the actor and not the rollout engine's prompt log-probs: verl 0.9.1's rollout server API returns no prompt
-log-probs, and the actor pass costs one forward over the cached answers, 1/G of the old-log-prob pass the step runs
-anyway (``rpo/verify_s`` reports it); the engine's prefix cache is unaffected either way.
+Why the actor and not the rollout engine's prompt log-probs (verl's vLLM server returns them when the sampling
+params ask for ``prompt_logprobs``, as its distillation teacher loop does): vLLM computes prompt log-probs from the
+raw logits, so temperature has no effect on them (verl's teacher manager says as much), while the cached behaviour
+log-probs are the sampled tokens' at the rollout temperature; the two would only be comparable at T=1. The engine
+route would also be one extra request per prompt through the agent-loop workers. The actor pass costs one forward
+over the cached answers, 1/G of the old-log-prob pass the step runs anyway (``rpo/verify_s`` reports it).
 """
 
 from __future__ import annotations
