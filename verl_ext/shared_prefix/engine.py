@@ -55,15 +55,15 @@ def _refuse_unsupported(engine: FSDPEngineWithLMHead, micro_batch: TensorDict) -
 
 def _packed_temperature(temperature: Any, layout: PackedGroups, group_ids: torch.Tensor) -> torch.Tensor:
     """(N,) temperature per packed token; rows of one group must share theirs, since they share positions."""
-    rows = layout.row_lengths.shape[0]
+    rows, device = layout.row_lengths.shape[0], group_ids.device
     if not isinstance(temperature, torch.Tensor):
-        temperature = torch.full((rows,), float(temperature))
-    temperature = temperature.to(torch.float32).reshape(-1)
+        temperature = torch.full((rows,), float(temperature), device=device)
+    temperature = temperature.to(device=device, dtype=torch.float32).reshape(-1)
     for gid in group_ids.unique():
         members = temperature[group_ids == gid]
         if not torch.all(members == members[0]):
             raise ValueError(f"rpo.shared_prefix: rows of group {int(gid)} have different temperatures")
-    per_row_token = torch.repeat_interleave(temperature.to(layout.row_lengths.device), layout.row_lengths)
+    per_row_token = torch.repeat_interleave(temperature, layout.row_lengths.to(device))
     packed = torch.empty(layout.packed_tokens, dtype=torch.float32, device=per_row_token.device)
     packed[layout.token_index] = per_row_token
     return packed
