@@ -142,7 +142,7 @@ def main() -> None:
         for length in args.row_tokens:
             prefix = length - PROMPT_TOKENS - args.suffix
             batch = rpo_batch([Group(PROMPT_TOKENS, prefix, (args.suffix,) * args.group_size)] * args.groups,
-                              len(tok), tok.eos_token_id, tok.pad_token_id, PROMPT_TOKENS, prefix + args.suffix)
+                              len(tok), tok.eos_token_id, tok.pad_token_id)
             shared = PROMPT_TOKENS + prefix
             row_flops = 3 * forward_flops(config, [length] * rows, [causal_pairs(length)] * rows)
             packed_lengths = [shared] * args.groups + [args.suffix] * rows

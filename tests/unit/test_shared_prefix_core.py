@@ -51,7 +51,7 @@ def test_shared_prefix_grouped_attention_matches_per_row_forward_and_backward(mo
     assert result.logprob_max_abs < 1e-5 and result.entropy_max_abs < 1e-5 and result.grad_max_rel < 1e-5, result
 
 
-def test_shared_prefix_attention_is_not_used_without_the_layout(tiny_assets):
+def test_shared_prefix_attention_is_not_used_without_the_layout():
     """Installing the wrapper leaves every other sdpa call as it was."""
     from verl_ext.shared_prefix.attention import install_grouped_attention
 

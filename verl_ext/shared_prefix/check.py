@@ -21,12 +21,16 @@ VOCAB = 96
 EOS = 1
 
 
+def tiny_config(config_cls: type[PretrainedConfig], vocab_size: int, eos_token_id: int, **extra) -> PretrainedConfig:
+    """The tiny shape used for every exactness check (2 layers, 128 wide, grouped-query attention)."""
+    return config_cls(vocab_size=vocab_size, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, eos_token_id=eos_token_id,
+                      attn_implementation="sdpa", **{"max_position_embeddings": 512, **extra})
+
+
 def _tiny(config_cls: type[PretrainedConfig], model_cls: type[PreTrainedModel]) -> Callable[[], PreTrainedModel]:
     def build() -> PreTrainedModel:
-        config = config_cls(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                            eos_token_id=EOS, attn_implementation="sdpa")
-        return model_cls(config)
+        return model_cls(tiny_config(config_cls, VOCAB, EOS))
 
     return build
 

@@ -36,14 +36,15 @@ GROUP_KEY = "rpo_group_index"
 _LAYOUT_ARG = "shared_prefix_layout"
 
 
-def _refuse_unsupported(engine: FSDPEngineWithLMHead, micro_batch: TensorDict) -> None:
-    def flag(key: str) -> bool:
-        return bool(tu.get_non_tensor_data(data=micro_batch, key=key, default=False))
+def _flag(micro_batch: TensorDict, key: str) -> bool:
+    return bool(tu.get_non_tensor_data(data=micro_batch, key=key, default=False))
 
+
+def _refuse_unsupported(engine: FSDPEngineWithLMHead, micro_batch: TensorDict) -> None:
     reasons = {
-        "use_fused_kernels=true (the fused forward returns log-probs, not the logits to gather)": flag(
-            "use_fused_kernels"),
-        "top-K distillation": flag("distillation_use_topk"),
+        "use_fused_kernels=true (the fused forward returns log-probs, not the logits to gather)": _flag(
+            micro_batch, "use_fused_kernels"),
+        "top-K distillation": _flag(micro_batch, "distillation_use_topk"),
         "ulysses_sequence_parallel_size > 1": engine.use_ulysses_sp,
         "multi-modal inputs": bool(extract_multi_modal_inputs(micro_batch.get("multi_modal_inputs", []))),
         "3-D (multi-modal rope) position ids": micro_batch["position_ids"].dim() == 3,
@@ -107,9 +108,6 @@ class SharedPrefixFSDPEngine(FSDPEngineWithLMHead):
                 "actor_rollout_ref.model.override_config.attn_implementation=sdpa only"
             )
 
-        def flag(key: str) -> bool:
-            return bool(tu.get_non_tensor_data(data=micro_batch, key=key, default=False))
-
         logits = transformer_impl._scale_logits_by_temperature(
             output.logits.squeeze(0),
             output_args["temperature_packed"].unsqueeze(-1),
@@ -127,13 +125,13 @@ class SharedPrefixFSDPEngine(FSDPEngineWithLMHead):
             return torch.nested.nested_tensor_from_jagged(values, cu_seqlens)
 
         model_output = {}
-        if not flag("distillation_only"):
+        if not _flag(micro_batch, "distillation_only"):
             model_output["log_probs"] = nested(gather_row_logprobs(logits, labels, layout.token_index, logprob_fn))
-        if flag("calculate_entropy"):
+        if _flag(micro_batch, "calculate_entropy"):
             entropy = (self.compute_entropy_from_logits(logits) if not self.engine_config.entropy_checkpointing
                        else torch.utils.checkpoint.checkpoint(self.compute_entropy_from_logits, logits))
             model_output["entropy"] = nested(gather_row_values(entropy, layout.token_index))
-        if flag("calculate_sum_pi_squared"):
+        if _flag(micro_batch, "calculate_sum_pi_squared"):
             sum_pi_squared = verl_F.calculate_sum_pi_squared_from_logits(logits)
             model_output["sum_pi_squared"] = nested(gather_row_values(sum_pi_squared, layout.token_index))
         return model_output

@@ -39,8 +39,10 @@ from verl.workers.utils.losses import ppo_loss
 from verl.workers.utils.padding import left_right_2_no_padding
 
 from ..rollout.agent_loop import OUT_PREFIX_LEN
+from ..rollout.verify import answers_batch
 from ..tiny import ensure_tiny_assets
 from .batch import add_shared_prefix_columns
+from .check import tiny_config
 from .layout import SharedPrefixMismatch
 
 RECIPE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "recipe" / "rpo" / "config"
@@ -54,12 +56,13 @@ class Group:
     suffix_lens: tuple[int, ...]
 
 
-def rpo_batch(groups: Sequence[Group], vocab: int, eos: int, pad: int, prompt_width: int, response_width: int,
-              seed: int = 0, temperature: float = 0.7) -> DataProto:
-    """An RPO training batch as verl holds it after the rollout, with random old/ref log-probs and advantages.
-    The first suffix of every group ends with EOS."""
+def rpo_batch(groups: Sequence[Group], vocab: int, eos: int, pad: int, seed: int = 0,
+              temperature: float = 0.7) -> DataProto:
+    """An RPO training batch as verl holds it after the rollout (the layout of ``verify.answers_batch``, with
+    ``response_mask`` 0 on the cached prefix), with random old/ref log-probs and advantages. The first suffix of
+    every group ends with EOS."""
     gen = torch.Generator().manual_seed(seed)
-    rows = []
+    prompts, responses, prefix_lens, uids = [], [], [], []
     for group in groups:
         prompt = torch.randint(3, vocab, (group.prompt_len,), generator=gen)
         prefix = torch.randint(3, vocab, (group.prefix_len,), generator=gen)
@@ -68,31 +71,21 @@ def rpo_batch(groups: Sequence[Group], vocab: int, eos: int, pad: int, prompt_wi
             suffix = torch.randint(3, vocab, (length,), generator=gen)
             if index == 0:
                 suffix[-1] = eos
-            rows.append((prompt, prefix, suffix, uid))
-    size = len(rows)
-    prompts = torch.full((size, prompt_width), pad)
-    responses = torch.full((size, response_width), pad)
-    attention = torch.zeros(size, prompt_width + response_width, dtype=torch.long)
-    response_mask = torch.zeros(size, response_width)
-    for i, (prompt, prefix, suffix, _) in enumerate(rows):
-        response = torch.cat([prefix, suffix])
-        prompts[i, prompt_width - prompt.numel():] = prompt
-        responses[i, :response.numel()] = response
-        attention[i, prompt_width - prompt.numel():prompt_width + response.numel()] = 1
-        response_mask[i, prefix.numel():response.numel()] = 1
-    return DataProto.from_dict(
-        tensors={
-            "prompts": prompts, "responses": responses, "input_ids": torch.cat([prompts, responses], dim=1),
-            "attention_mask": attention, "position_ids": (attention.cumsum(-1) - 1).clamp(min=0),
-            "response_mask": response_mask,
-            "old_log_probs": _near_uniform_logprobs(size, response_width, vocab, gen) * response_mask,
-            "ref_log_prob": _near_uniform_logprobs(size, response_width, vocab, gen) * response_mask,
-            "advantages": torch.randn(size, 1, generator=gen) * response_mask,
-        },
-        non_tensors={"uid": np.array([row[3] for row in rows], dtype=object),
-                     OUT_PREFIX_LEN: np.array([row[1].numel() for row in rows], dtype=np.int64)},
-        meta_info={"temperature": temperature},
-    )
+            prompts.append(prompt.tolist())
+            responses.append(torch.cat([prefix, suffix]).numpy())
+            prefix_lens.append(group.prefix_len)
+            uids.append(uid)
+    batch = answers_batch(prompts, responses, pad, temperature)
+    size, width = batch.batch["responses"].shape
+    response_mask = batch.batch["response_mask"].float()
+    response_mask[torch.arange(width).unsqueeze(0) < torch.tensor(prefix_lens).unsqueeze(1)] = 0
+    batch.batch["response_mask"] = response_mask
+    batch.batch["old_log_probs"] = _near_uniform_logprobs(size, width, vocab, gen) * response_mask
+    batch.batch["ref_log_prob"] = _near_uniform_logprobs(size, width, vocab, gen) * response_mask
+    batch.batch["advantages"] = torch.randn(size, 1, generator=gen) * response_mask
+    batch.non_tensor_batch["uid"] = np.array(uids, dtype=object)
+    batch.non_tensor_batch[OUT_PREFIX_LEN] = np.array(prefix_lens, dtype=np.int64)
+    return batch
 
 
 def _near_uniform_logprobs(rows: int, width: int, vocab: int, gen: torch.Generator) -> torch.Tensor:
@@ -110,10 +103,8 @@ def _free_port() -> int:
 def tiny_llama_dir(qwen_dir: Path, out_dir: Path) -> Path:
     """A random tiny Llama with the tiny Qwen2's tokenizer: a second architecture family verl's engine supports."""
     tokenizer = AutoTokenizer.from_pretrained(qwen_dir)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.pad_token_id)
+    config = tiny_config(LlamaConfig, len(tokenizer), tokenizer.eos_token_id, max_position_embeddings=1024,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -201,7 +192,7 @@ def exactness_cases(engines: dict[str, EngineUnderTest]) -> Iterator[dict[str, A
     for model, engine in engines.items():
         vocab, eos, pad = len(engine.tokenizer), engine.tokenizer.eos_token_id, engine.tokenizer.pad_token_id
         for group_size, groups in EXACTNESS_GROUPS.items():
-            batch = rpo_batch(groups, vocab, eos, pad, prompt_width=16, response_width=48, seed=group_size)
+            batch = rpo_batch(groups, vocab, eos, pad, seed=group_size)
             # A micro-batch of whole groups, and one that splits groups.
             for micro in (group_size, SPLITTING_MICRO_BATCH[group_size]):
                 case = {"model": model, "group_size": group_size, "micro_batch_size": micro, "rows": len(batch)}
@@ -228,7 +219,7 @@ def exactness_cases(engines: dict[str, EngineUnderTest]) -> Iterator[dict[str, A
 def mismatch_case(engine: EngineUnderTest) -> dict[str, Any]:
     """Two rows of one uid whose declared prefixes differ in one token: the pass must refuse, not mis-group."""
     tok = engine.tokenizer
-    batch = rpo_batch(EXACTNESS_GROUPS[2][:1], len(tok), tok.eos_token_id, tok.pad_token_id, 16, 48)
+    batch = rpo_batch(EXACTNESS_GROUPS[2][:1], len(tok), tok.eos_token_id, tok.pad_token_id)
     prompt_width = batch.batch["prompts"].shape[1]
     position = prompt_width + 3  # a cached-prefix token of the second row
     for key in ("input_ids", "responses"):
@@ -246,7 +237,7 @@ def memory_case(engine: EngineUnderTest, shared_prefix: bool, prompt_len: int, p
     """Peak RSS of this process over one update of RPO-shaped groups (run each setting in its own process)."""
     tok = engine.tokenizer
     batch = rpo_batch([Group(prompt_len, prefix_len, (suffix_len,) * group_size)] * groups, len(tok),
-                      tok.eos_token_id, tok.pad_token_id, prompt_len, prefix_len + suffix_len)
+                      tok.eos_token_id, tok.pad_token_id)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     engine.run(batch, shared_prefix=shared_prefix, forward_only=False, micro_batch_size=group_size * groups)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
