@@ -1,4 +1,4 @@
-"""The synthetic addition task: correct worked solutions, verl's RL/SFT schemas, disjoint splits, short sequences."""
+"""The synthetic tasks (addition, chain): correct worked solutions, verl's RL/SFT schemas, disjoint splits, short sequences."""
 
 import random
 import re
@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from verl_ext.tiny.arithmetic import (
+    CHAIN_STEPS,
     DATA_SOURCE,
+    chain_problem_for,
     make_problem,
     partition_of,
     problem_for,
@@ -56,6 +58,33 @@ def test_worked_solution_adds_column_by_column():
     )
 
 
+def test_chain_writes_each_window_of_four_digits_and_the_next_and_boxes_the_final_four():
+    problem = chain_problem_for(38, 17)
+    match = ANSWER_FORMAT.fullmatch(problem.worked_solution)
+    lines = match["steps"].split("\n")
+    assert problem.question == "Chain: 3817" and len(lines) == CHAIN_STEPS
+    assert lines[:3] == ["3817=0", "8170=8", "1708=9"]
+    sequence = [3, 8, 1, 7] + [int(line[-1]) for line in lines]
+    for n, line in enumerate(lines, start=4):
+        assert line == "".join(map(str, sequence[n - 4:n])) + f"={(sequence[n - 4] + sequence[n - 1]) % 10}"
+    assert match["boxed"] == "".join(map(str, sequence[-4:])) and problem.answer == int(match["boxed"])
+    assert chain_problem_for(0, 0).worked_solution.count("0000=0") == CHAIN_STEPS
+    with pytest.raises(ValueError, match="two numbers in 0..99"):
+        chain_problem_for(100, 1)
+
+
+def test_chain_data_has_disjoint_splits_and_fixed_length_answers(tmp_path, tokenizer):
+    write_rl_parquet(tmp_path / "train.parquet", 100, seed=0, split="train", task="chain")
+    write_rl_parquet(tmp_path / "val.parquet", 50, seed=0, split="val", task="chain")
+    questions = {split: set(pd.read_parquet(tmp_path / f"{split}.parquet")["extra_info"].map(lambda e: e["question"]))
+                 for split in ("train", "val")}
+    assert len(questions["train"]) == 100 and not questions["train"] & questions["val"]
+    lengths = {len(tokenizer(p.worked_solution)["input_ids"]) for p in sample_problems(200, 1, "sft", task="chain")}
+    assert lengths == {180}
+    with pytest.raises(ValueError, match="unknown task 'nope'"):
+        sample_problems(1, 0, "sft", task="nope")
+
+
 def test_rl_schema(data_dir):
     frame = pd.read_parquet(data_dir / "train.parquet")
     assert list(frame.columns) == ["data_source", "prompt", "ability", "reward_model", "extra_info"]
@@ -102,7 +131,7 @@ def test_partition_ignores_operand_order():
 
 def test_sampling_is_deterministic_and_fails_clearly_when_exhausted():
     assert sample_problems(20, 3, "train") == sample_problems(20, 3, "train")
-    with pytest.raises(ValueError, match="distinct val problems"):
+    with pytest.raises(ValueError, match="distinct addition val problems"):
         sample_problems(100, 0, "val", min_digits=1, max_digits=1)
 
 

@@ -69,3 +69,15 @@ def test_max_positions_option_and_old_stamps_stay_current(tmp_path, capsys):
     stamp = json.loads((out_dir / STAMP_NAME).read_text())
     assert "max_positions" not in stamp
     assert ensure_tiny_assets(out_dir, n_train=8, n_val=4, n_sft=16, seed=1) == assets
+
+
+def test_task_option_builds_the_chain_and_the_default_stamp_stays_unchanged(tmp_path):
+    out_dir = tmp_path / "tiny"
+    main(["build", "--out", str(out_dir), *SMALL_BUILD, "--task", "chain"])
+    assets = TinyAssets.at(out_dir)
+    questions = pd.read_parquet(assets.train_path)["extra_info"].map(lambda extra: extra["question"])
+    assert questions.str.fullmatch(r"Chain: \d{4}").all()
+    assert json.loads((out_dir / STAMP_NAME).read_text())["task"] == "chain"
+    main(["build", "--out", str(out_dir), *SMALL_BUILD])  # the default task is another build, stamped as before
+    assert "task" not in json.loads((out_dir / STAMP_NAME).read_text())
+    assert pd.read_parquet(assets.train_path)["extra_info"].map(lambda e: e["question"]).str.startswith("Add: ").all()

@@ -14,6 +14,7 @@ import argparse
 from dataclasses import fields
 
 from verl_ext.tiny.assets import TinyBuildParams, build_tiny_assets, is_current
+from verl_ext.tiny.evaluate import MAX_RESPONSE_TOKENS
 
 _BUILD_DEFAULTS = TinyBuildParams()
 
@@ -31,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--dtype", choices=["float32", "bfloat16"], default=_BUILD_DEFAULTS.dtype)
     for name in ("seed", "n_train", "n_val", "n_sft", "min_digits", "max_digits"):
         build.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(_BUILD_DEFAULTS, name))
+    build.add_argument("--task", choices=["addition", "chain"], default=_BUILD_DEFAULTS.task,
+                       help="verl_ext.tiny.arithmetic.TASKS")
     build.add_argument(
         "--max-positions", type=int, default=_BUILD_DEFAULTS.max_positions,
         help="context length of the model (max_position_embeddings; caps vLLM's max_model_len)",
@@ -50,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", required=True, help="a Hugging Face model directory")
     evaluate.add_argument("--data", required=True, help="a parquet in verl's RL schema, e.g. DIR/data/val.parquet")
     evaluate.add_argument("--n", type=int, default=None, help="only the first N prompts")
+    evaluate.add_argument("--max-tokens", type=int, default=MAX_RESPONSE_TOKENS,
+                          help="response cap (the chain task's answers are 181 tokens)")
     return parser
 
 
@@ -81,7 +86,7 @@ def _warmup(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from verl_ext.tiny.evaluate import generate_and_score
 
-    scored = generate_and_score(args.model, args.data, args.n)
+    scored = generate_and_score(args.model, args.data, args.n, max_tokens=args.max_tokens)
     correct = sum(item.correct for item in scored)
     for item in scored[:3]:
         print(f"{item.prompt!r} -> {item.response!r} (truth {item.ground_truth}, {'ok' if item.correct else 'wrong'})")

@@ -1,9 +1,17 @@
-"""A synthetic addition task whose answers reason step by step, so a 0.33M-parameter model learns it on CPU.
+"""Synthetic arithmetic tasks whose answers reason step by step, so a 0.33M-parameter model learns them on CPU.
 
-The worked solution adds column by column from the right and carries the partial result forward on every line
-("4+8+1=13 -> 32"), so each step only needs local information; the boxed answer is then a copy of the last
-partial result. This gives RPO a real multi-step reasoning trace whose prefixes are meaningful to reuse, while
-staying under ~110 tokens with the character-level tokenizer.
+``addition`` (the default): the worked solution adds column by column from the right and carries the partial result
+forward on every line ("4+8+1=13 -> 32"); the boxed answer is then a copy of the last partial result. This gives
+RPO a real multi-step reasoning trace whose prefixes are meaningful to reuse, while staying under ~110 tokens with
+the character-level tokenizer for 2-3 digit operands. Longer operands make longer answers, but the tiny model cannot
+find the digits of a column at that distance (7-9 digits: no correct answer after a 500-step warm-up).
+
+``chain``: from four digits, a lagged Fibonacci sequence modulo 10 (s_n = s_{n-4} + s_{n-1} mod 10), one line
+per new digit that writes the last four digits and the new one ("3817=0"), 24 lines, and the last four digits
+boxed. Every token reads at most two others, all within the line before it: the tiny model learns that in a few
+hundred steps, while it stayed at chance with "x+y=z" lines whose x is four lines back or with a chain modulo 100
+(whose result digits need four digits and a carry). An answer is 181 tokens, and a slip anywhere carries into the
+answer: a long trace in which early steps decide the result.
 
 Train, val and SFT problems are disjoint by construction: every problem belongs to exactly one partition,
 chosen by a stable hash of its (unordered) operands, so no seed or size can make the sets overlap and a+b
@@ -16,12 +24,15 @@ import random
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import pandas as pd
 
 DATA_SOURCE = "tiny_arith"
 QUESTION_TEMPLATE = "Add: {a}+{b}"
+CHAIN_QUESTION_TEMPLATE = "Chain: {start}"
+CHAIN_LAG = 4
+CHAIN_STEPS = 24
 
 Partition = Literal["train", "val", "sft"]
 # Share of all problems (out of 10 hash buckets) that each partition owns.
@@ -59,6 +70,25 @@ def problem_for(a: int, b: int) -> Problem:
     return Problem(question=QUESTION_TEMPLATE.format(a=a, b=b), answer=a + b, worked_solution=worked_solution(a, b))
 
 
+def chain_problem_for(a: int, b: int) -> Problem:
+    """The ``chain`` problem from a, b in 0..99: the digits of a and b (two each, zero-padded) start a lagged
+    Fibonacci sequence modulo 10, s_n = (s_{n-4} + s_{n-1}) mod 10. The worked answer writes one line per new digit,
+    the last four digits then "=" and the new one ("3817=0"), CHAIN_STEPS lines, and boxes the final four digits."""
+    if not (0 <= a <= 99 and 0 <= b <= 99):
+        raise ValueError(f"a chain starts from two numbers in 0..99, got {a} and {b}")
+    start = f"{a:02d}{b:02d}"
+    digits = [int(d) for d in start]
+    lines = []
+    for _ in range(CHAIN_STEPS):
+        window = digits[-CHAIN_LAG:]
+        digits.append((window[0] + window[-1]) % 10)
+        lines.append(f"{''.join(map(str, window))}={digits[-1]}")
+    steps = "\n".join(lines)
+    final = "".join(map(str, digits[-CHAIN_LAG:]))
+    solution = f"<think>\n{steps}\n</think>\n<answer>\\boxed{{{final}}}</answer>"
+    return Problem(question=CHAIN_QUESTION_TEMPLATE.format(start=start), answer=int(final), worked_solution=solution)
+
+
 def _draw_operand(rng: random.Random, min_digits: int, max_digits: int) -> int:
     digits = rng.randint(min_digits, max_digits)
     return rng.randint(10 ** (digits - 1), 10**digits - 1)
@@ -69,6 +99,29 @@ def make_problem(rng: random.Random, *, min_digits: int = 2, max_digits: int = 3
     return problem_for(_draw_operand(rng, min_digits, max_digits), _draw_operand(rng, min_digits, max_digits))
 
 
+def _addition_operands(rng: random.Random, min_digits: int, max_digits: int) -> tuple[int, int]:
+    return _draw_operand(rng, min_digits, max_digits), _draw_operand(rng, min_digits, max_digits)
+
+
+def _chain_start(rng: random.Random, min_digits: int, max_digits: int) -> tuple[int, int]:
+    """The chain's state is always two 2-digit numbers; the digit range is the addition task's."""
+    return rng.randint(0, 99), rng.randint(0, 99)
+
+
+@dataclass(frozen=True)
+class Task:
+    """How a task draws the two numbers of a problem (from an RNG and the digit range) and builds the problem."""
+
+    draw: Callable[[random.Random, int, int], tuple[int, int]]
+    problem: Callable[[int, int], Problem]
+
+
+TASKS: dict[str, Task] = {
+    "addition": Task(_addition_operands, problem_for),
+    "chain": Task(_chain_start, chain_problem_for),
+}
+
+
 def partition_of(a: int, b: int) -> Partition:
     """The one partition that owns a+b (and b+a); crc32 rather than hash() so it is stable across processes."""
     bucket = zlib.crc32(f"{min(a, b)}+{max(a, b)}".encode()) % 10
@@ -76,37 +129,41 @@ def partition_of(a: int, b: int) -> Partition:
 
 
 def sample_problems(
-    n: int, seed: int, partition: Partition, *, min_digits: int = 2, max_digits: int = 3
+    n: int, seed: int, partition: Partition, *, min_digits: int = 2, max_digits: int = 3, task: str = "addition"
 ) -> list[Problem]:
-    """``n`` distinct problems from ``partition``, deterministic in ``seed``.
+    """``n`` distinct problems of ``task`` from ``partition``, deterministic in ``seed``.
 
-    Raises ValueError when the digit range has too few problems in the partition to supply ``n``."""
+    Raises ValueError for an unknown task, or when the partition has too few problems to supply ``n``."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; the tasks are {', '.join(TASKS)}")
+    draw, build = TASKS[task].draw, TASKS[task].problem
     rng = random.Random(seed)
     seen: set[tuple[int, int]] = set()
     problems: list[Problem] = []
     for _ in range(_MAX_DRAWS_PER_PROBLEM * n):
         if len(problems) == n:
             break
-        a, b = _draw_operand(rng, min_digits, max_digits), _draw_operand(rng, min_digits, max_digits)
+        a, b = draw(rng, min_digits, max_digits)
         key = (min(a, b), max(a, b))
         if key in seen or partition_of(a, b) != partition:
             continue
         seen.add(key)
-        problems.append(problem_for(a, b))
+        problems.append(build(a, b))
     if len(problems) < n:
         raise ValueError(
-            f"found only {len(problems)} of {n} distinct {partition} problems with {min_digits}-{max_digits} digits; "
-            "widen the digit range or ask for fewer"
+            f"found only {len(problems)} of {n} distinct {task} {partition} problems with {min_digits}-{max_digits} "
+            "digits; widen the digit range or ask for fewer"
         )
     return problems
 
 
 def write_rl_parquet(
-    path: str | Path, n: int, seed: int, split: Literal["train", "val"], *, min_digits: int = 2, max_digits: int = 3
+    path: str | Path, n: int, seed: int, split: Literal["train", "val"], *, min_digits: int = 2, max_digits: int = 3,
+    task: str = "addition",
 ) -> None:
     """Writes ``n`` prompts in verl's RL schema (RLHFDataset): the prompt is a single short user turn and the
     reward's ground truth is the sum as a string. extra_info.index runs 0..n-1 within the file."""
-    problems = sample_problems(n, seed, split, min_digits=min_digits, max_digits=max_digits)
+    problems = sample_problems(n, seed, split, min_digits=min_digits, max_digits=max_digits, task=task)
     rows = [
         {
             "data_source": DATA_SOURCE,
@@ -125,11 +182,13 @@ def write_rl_parquet(
     pd.DataFrame(rows).to_parquet(path, index=False)
 
 
-def write_sft_parquet(path: str | Path, n: int, seed: int, *, min_digits: int = 2, max_digits: int = 3) -> None:
+def write_sft_parquet(
+    path: str | Path, n: int, seed: int, *, min_digits: int = 2, max_digits: int = 3, task: str = "addition"
+) -> None:
     """Writes ``n`` worked examples for verl's SFT trainer (verl/trainer/sft_trainer.py), whose default dataset,
     verl.utils.dataset.multiturn_sft_dataset.MultiTurnSFTDataset, reads a list of {"role", "content"} messages
     from the column named by ``data.messages_key`` (default "messages") and trains on the assistant turns."""
-    problems = sample_problems(n, seed, "sft", min_digits=min_digits, max_digits=max_digits)
+    problems = sample_problems(n, seed, "sft", min_digits=min_digits, max_digits=max_digits, task=task)
     rows = [
         {
             "messages": [

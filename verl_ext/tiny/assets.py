@@ -29,11 +29,13 @@ class TinyBuildParams:
     dtype: str = "float32"
     # Context length of the model (max_position_embeddings, which caps vLLM's max_model_len).
     max_positions: int = 1024
+    # verl_ext.tiny.arithmetic.TASKS: "addition" or "chain".
+    task: str = "addition"
 
 
 # Fields added after BUILD_FORMAT 1 stay out of the stamp at their default, so builds stamped before they existed
 # are still current (same files): field -> default.
-_OMITTED_AT_DEFAULT = {"max_positions": 1024}
+_OMITTED_AT_DEFAULT = {"max_positions": 1024, "task": "addition"}
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def build_tiny_assets(out_dir: str | Path, params: TinyBuildParams) -> TinyAsset
         assets.model_dir, tokenizer, preset=params.preset, seed=params.seed, dtype=params.dtype,
         max_positions=params.max_positions,
     )
-    digits = {"min_digits": params.min_digits, "max_digits": params.max_digits}
+    digits = {"min_digits": params.min_digits, "max_digits": params.max_digits, "task": params.task}
     write_rl_parquet(assets.train_path, params.n_train, params.seed, "train", **digits)
     write_rl_parquet(assets.val_path, params.n_val, params.seed, "val", **digits)
     write_sft_parquet(assets.sft_path, params.n_sft, params.seed, **digits)
