@@ -230,17 +230,17 @@ def _finish(run_dir, overrides, steps=2):
 def test_a_finished_run_is_reused_only_with_the_same_overrides(tmp_path):
     overrides = ["trainer.total_training_steps=2", "rpo.enable=true"]
     _finish(tmp_path / "run", overrides)
-    reused = runner.finished_run(tmp_path / "run", overrides)
+    reused = runner.finished_run(tmp_path / "run", overrides, 2)
     assert reused["process_s"] == 42.0 and [p["acc"] for p in reused["curve"]] == [0.2, 0.4]
-    assert runner.finished_run(tmp_path / "run", [*overrides, "data.seed=1"]) is None
-    assert runner.finished_run(tmp_path / "elsewhere", overrides) is None
+    assert runner.finished_run(tmp_path / "run", [*overrides, "data.seed=1"], 2) is None
+    assert runner.finished_run(tmp_path / "elsewhere", overrides, 2) is None
 
 
 def test_a_recorded_run_that_stopped_early_is_an_error(tmp_path):
     overrides = ["trainer.total_training_steps=4"]
     _finish(tmp_path / "run", overrides, steps=2)
     with pytest.raises(RuntimeError, match="last validation at step 2, expected 4"):
-        runner.finished_run(tmp_path / "run", overrides)
+        runner.finished_run(tmp_path / "run", overrides, 4)
 
 
 def test_the_start_validations_of_all_runs_measure_the_validation_noise():

@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 from verl_ext.learning.arms import ARMS, BASELINE, DEFAULT_ARMS
 from verl_ext.learning.report import replot, write_report
 from verl_ext.learning.runner import LR_SCHEDULE_OVERRIDES, REPO_ROOT, REWARD_OVERRIDES, prepare_start, run_arm
-from verl_ext.learning.testbed import RESPONSE_LENGTH, SUFFIX_BUDGET
+from verl_ext.learning.testbed import RESPONSE_LENGTH, SUFFIX_BUDGET, TESTBED_BUILD
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "evidence" / "learning"
 DEFAULT_WORK = REPO_ROOT / ".cache" / "learning"
@@ -95,8 +95,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for arm in args.arms:
             result = run_arm(args, arm, seed, assets_dir, model_dir)
             runs[arm][seed], details[arm][seed] = result["curve"], result
-    import pandas as pd
-
     settings = {
         "seeds": args.seeds, "arms": {arm: list(ARMS[arm].overrides) for arm in args.arms}, "steps": args.steps,
         "test_freq": args.test_freq, "prompts_per_step": args.prompts,
@@ -106,7 +104,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "lr_schedule": args.lr_schedule, "kl_coef": args.kl_coef, "temperature": args.temperature,
         "reward": args.reward, "val_samples": args.val_samples, "val_temperature": args.val_temperature,
         "overrides": args.overrides,
-        "val_prompts": len(pd.read_parquet(assets_dir / "data" / "val.parquet")), "model": str(model_dir),
+        "val_prompts": TESTBED_BUILD.n_val, "model": str(model_dir),
         "warmup": warm,
     }
     # What the experiment costs from scratch, also when --resume reused runs: the warm-up (when this call ran it) and

@@ -42,14 +42,6 @@ def run_curve(metric_lines: Iterable[dict]) -> list[dict]:
     return points
 
 
-def run_diagnostics(metric_lines: Iterable[dict]) -> dict[str, float]:
-    """Means over a run's training steps of the :data:`DIAGNOSTIC_METRICS` it logged."""
-    steps = [data for step, data in metrics_by_step(metric_lines).items()
-             if step > 0 and "training/global_step" in data]
-    return {metric: statistics.fmean(float(d[metric]) for d in steps if metric in d)
-            for metric in DIAGNOSTIC_METRICS if any(metric in d for d in steps)}
-
-
 def diagnostic_steps(metric_lines: Iterable[dict]) -> dict[str, list[list[float]]]:
     """Per :data:`DIAGNOSTIC_METRICS` the run logged: ``[step, value]`` for every training step, for plots of how a
     difference between arms builds up (the cache fills in the first epoch, goes stale in the next ones)."""
@@ -58,3 +50,8 @@ def diagnostic_steps(metric_lines: Iterable[dict]) -> dict[str, list[list[float]
     return {metric: [[step, float(data[metric])] for step, data in steps if metric in data]
             for metric in DIAGNOSTIC_METRICS if any(metric in data for _, data in steps)}
 
+
+def run_diagnostics(metric_lines: Iterable[dict]) -> dict[str, float]:
+    """Means over a run's training steps of the :data:`DIAGNOSTIC_METRICS` it logged."""
+    return {metric: statistics.fmean(value for _, value in points)
+            for metric, points in diagnostic_steps(metric_lines).items()}

@@ -91,7 +91,7 @@ def run_arm(args: argparse.Namespace, arm: str, seed: int, assets_dir: Path, mod
     overrides is read back instead of run again."""
     run_dir = Path(args.work_dir) / "runs" / f"{arm}_seed{seed}"
     overrides = rl_overrides(args, arm, seed, run_dir, model_dir)
-    previous = finished_run(run_dir, overrides) if args.resume else None
+    previous = finished_run(run_dir, overrides, args.steps) if args.resume else None
     if previous is not None:
         print(f"[{time.strftime('%H:%M:%S')}] {ARMS[arm].label}, seed {seed}: reusing {run_dir}", flush=True)
         return previous
@@ -138,7 +138,7 @@ def read_run(metrics_path: Path, steps: int, name: str) -> dict[str, Any]:
             "diagnostics_by_step": diagnostic_steps(metric_lines), "metrics_path": str(metrics_path)}
 
 
-def finished_run(run_dir: Path, overrides: list[str]) -> Optional[dict[str, Any]]:
+def finished_run(run_dir: Path, overrides: list[str], steps: int) -> Optional[dict[str, Any]]:
     """The result of a run in ``run_dir`` that finished with exactly ``overrides`` (None for any other run)."""
     record_path = run_dir / RUN_RECORD
     if not record_path.is_file():
@@ -146,7 +146,6 @@ def finished_run(run_dir: Path, overrides: list[str]) -> Optional[dict[str, Any]
     record = json.loads(record_path.read_text())
     if record.get("overrides") != overrides:
         return None
-    steps = int(next(o for o in overrides if o.startswith("trainer.total_training_steps=")).split("=", 1)[1])
     result = read_run(run_dir / "metrics.jsonl", steps, str(run_dir))
     result["process_s"] = record["process_s"]
     return result

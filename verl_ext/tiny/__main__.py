@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from verl_ext.tiny.arithmetic import TASKS
 from verl_ext.tiny.assets import TinyBuildParams, build_tiny_assets, is_current
 from verl_ext.tiny.evaluate import MAX_RESPONSE_TOKENS
 
@@ -32,8 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--dtype", choices=["float32", "bfloat16"], default=_BUILD_DEFAULTS.dtype)
     for name in ("seed", "n_train", "n_val", "n_sft", "min_digits", "max_digits"):
         build.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(_BUILD_DEFAULTS, name))
-    build.add_argument("--task", choices=["addition", "chain"], default=_BUILD_DEFAULTS.task,
-                       help="verl_ext.tiny.arithmetic.TASKS")
+    build.add_argument("--task", choices=list(TASKS), default=_BUILD_DEFAULTS.task, help="the synthetic task")
     build.add_argument(
         "--max-positions", type=int, default=_BUILD_DEFAULTS.max_positions,
         help="context length of the model (max_position_embeddings; caps vLLM's max_model_len)",
