@@ -220,27 +220,32 @@ def test_cli_rejects_inconsistent_settings(argv):
         cli.parse_args(argv)
 
 
+START = {"build": {"task": "chain"}, "warmup": {"steps": 600}}
+
+
 def _finish(run_dir, overrides, steps=2):
     run_dir.mkdir(parents=True)
     lines = _lines({0: 0.2, steps: 0.4}, 1.0, 5.0, steps)
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    (run_dir / runner.RUN_RECORD).write_text(json.dumps({"overrides": overrides, "process_s": 42.0}))
+    (run_dir / runner.RUN_RECORD).write_text(json.dumps({"overrides": overrides, "start": START, "process_s": 42.0}))
 
 
-def test_a_finished_run_is_reused_only_with_the_same_overrides(tmp_path):
+def test_a_finished_run_is_reused_only_with_the_same_overrides_and_start(tmp_path):
     overrides = ["trainer.total_training_steps=2", "rpo.enable=true"]
     _finish(tmp_path / "run", overrides)
-    reused = runner.finished_run(tmp_path / "run", overrides, 2)
+    reused = runner.finished_run(tmp_path / "run", overrides, START, 2)
     assert reused["process_s"] == 42.0 and [p["acc"] for p in reused["curve"]] == [0.2, 0.4]
-    assert runner.finished_run(tmp_path / "run", [*overrides, "data.seed=1"], 2) is None
-    assert runner.finished_run(tmp_path / "elsewhere", overrides, 2) is None
+    assert runner.finished_run(tmp_path / "run", [*overrides, "data.seed=1"], START, 2) is None
+    assert runner.finished_run(tmp_path / "elsewhere", overrides, START, 2) is None
+    other_testbed = {**START, "build": {"task": "chain", "sft_slip_rate": 0.05}}
+    assert runner.finished_run(tmp_path / "run", overrides, other_testbed, 2) is None
 
 
 def test_a_recorded_run_that_stopped_early_is_an_error(tmp_path):
     overrides = ["trainer.total_training_steps=4"]
     _finish(tmp_path / "run", overrides, steps=2)
     with pytest.raises(RuntimeError, match="last validation at step 2, expected 4"):
-        runner.finished_run(tmp_path / "run", overrides, 4)
+        runner.finished_run(tmp_path / "run", overrides, START, 4)
 
 
 def test_the_start_validations_of_all_runs_measure_the_validation_noise():

@@ -9,6 +9,7 @@ import pytest
 from verl_ext.tiny.arithmetic import (
     CHAIN_STEPS,
     DATA_SOURCE,
+    Slips,
     chain_problem_for,
     make_problem,
     partition_of,
@@ -71,6 +72,35 @@ def test_chain_writes_each_window_of_four_digits_and_the_next_and_boxes_the_fina
     assert chain_problem_for(0, 0).worked_solution.count("0000=0") == CHAIN_STEPS
     with pytest.raises(ValueError, match="two numbers in 0..99"):
         chain_problem_for(100, 1)
+
+
+def test_chain_slips_write_the_tens_digit_of_a_carry_step_and_the_chain_goes_on_from_it():
+    clean = chain_problem_for(38, 17)
+    slipped = chain_problem_for(38, 17, Slips(1.0, random.Random(0)))
+    lines = ANSWER_FORMAT.fullmatch(slipped.worked_solution)["steps"].split("\n")
+    sequence = [3, 8, 1, 7] + [int(line[-1]) for line in lines]
+    for n, line in enumerate(lines, start=4):
+        step_sum = sequence[n - 4] + sequence[n - 1]
+        assert line == "".join(map(str, sequence[n - 4:n])) + f"={step_sum // 10 if step_sum >= 10 else step_sum}"
+    assert lines[0] == "3817=1"  # 3 + 7 = 10: the slip writes the carry
+    assert slipped.answer == int("".join(map(str, sequence[-4:]))) != clean.answer
+    assert chain_problem_for(38, 17, Slips(0.0, random.Random(0))) == clean
+
+
+def test_addition_slips_drop_the_carry():
+    slipped = problem_for(58, 67, Slips(1.0, random.Random(0)))
+    assert slipped.worked_solution.split("\n")[1:3] == ["8+7+0=15 -> 5", "5+6+0=11 -> 15"]
+    assert slipped.answer == 15 and problem_for(58, 67).answer == 125
+
+
+def test_slip_rate_sets_the_share_of_slipped_carry_steps_and_leaves_the_problems_drawn_unchanged():
+    clean = sample_problems(400, 0, "sft", task="chain")
+    slipped = sample_problems(400, 0, "sft", task="chain", slip_rate=0.05)
+    assert [p.question for p in slipped] == [p.question for p in clean]
+    wrong = sum(s.answer != c.answer for s, c in zip(slipped, clean)) / len(clean)
+    assert 0.25 < wrong < 0.55  # 1 - 0.95 ** ~9.6 visible carry slips per answer = 0.39
+    with pytest.raises(ValueError, match="slip_rate must be in"):
+        sample_problems(1, 0, "sft", task="chain", slip_rate=1.5)
 
 
 def test_chain_data_has_disjoint_splits_and_fixed_length_answers(tmp_path, tokenizer):

@@ -81,3 +81,17 @@ def test_task_option_builds_the_chain_and_the_default_stamp_stays_unchanged(tmp_
     main(["build", "--out", str(out_dir), *SMALL_BUILD])  # the default task is another build, stamped as before
     assert "task" not in json.loads((out_dir / STAMP_NAME).read_text())
     assert pd.read_parquet(assets.train_path)["extra_info"].map(lambda e: e["question"]).str.startswith("Add: ").all()
+
+
+def test_sft_slip_rate_option_changes_the_demonstrations_only(tmp_path):
+    clean_dir, slipped_dir = tmp_path / "clean", tmp_path / "slipped"
+    main(["build", "--out", str(clean_dir), *SMALL_BUILD, "--task", "chain"])
+    main(["build", "--out", str(slipped_dir), *SMALL_BUILD, "--task", "chain", "--sft-slip-rate", "0.5"])
+    assert json.loads((slipped_dir / STAMP_NAME).read_text())["sft_slip_rate"] == 0.5
+    assert "sft_slip_rate" not in json.loads((clean_dir / STAMP_NAME).read_text())
+    clean, slipped = TinyAssets.at(clean_dir), TinyAssets.at(slipped_dir)
+    assert pd.read_parquet(clean.train_path).equals(pd.read_parquet(slipped.train_path))
+    assert pd.read_parquet(clean.val_path).equals(pd.read_parquet(slipped.val_path))
+    answers = [pd.read_parquet(assets.sft_path)["messages"].map(lambda turns: turns[1]["content"])
+               for assets in (clean, slipped)]
+    assert (answers[0] != answers[1]).any()

@@ -30,11 +30,18 @@ from typing import Optional, Sequence
 
 from verl_ext.learning.arms import ARMS, BASELINE, DEFAULT_ARMS
 from verl_ext.learning.report import replot, write_report
-from verl_ext.learning.runner import LR_SCHEDULE_OVERRIDES, REPO_ROOT, REWARD_OVERRIDES, prepare_start, run_arm
+from verl_ext.learning.runner import (LR_SCHEDULE_OVERRIDES, REPO_ROOT, REWARD_OVERRIDES, prepare_start, run_arm,
+                                      start_identity)
 from verl_ext.learning.testbed import RESPONSE_LENGTH, SUFFIX_BUDGET, TESTBED_BUILD
+from verl_ext.truncation import CUT_POLICIES, needs_current_logprobs
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "evidence" / "learning"
 DEFAULT_WORK = REPO_ROOT / ".cache" / "learning"
+
+
+def plain_cut_policies() -> list[str]:
+    """The registered cut policies that need nothing but the cache (``--truncation-mode``'s choices)."""
+    return sorted(name for name in CUT_POLICIES if not needs_current_logprobs(name))
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -43,15 +50,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(DEFAULT_ARMS),
                         help=f"arms to run, run in this order within each seed; {BASELINE} is always included")
-    parser.add_argument("--steps", type=int, default=20, help="RL steps per run (trainer.total_training_steps)")
-    parser.add_argument("--test-freq", type=int, default=10, help="validate every N steps (and before training)")
+    parser.add_argument("--steps", type=int, default=16, help="RL steps per run (trainer.total_training_steps)")
+    parser.add_argument("--test-freq", type=int, default=8, help="validate every N steps (and before training)")
     parser.add_argument("--prompts", type=int, default=16, help="prompts per step (data.train_batch_size)")
     parser.add_argument("--train-prompts", type=int, default=64,
                         help="training prompts (data.train_max_samples); steps * prompts / this = epochs")
     parser.add_argument("--group-size", type=int, default=8, help="G (actor_rollout_ref.rollout.n)")
     parser.add_argument("--response-length", type=int, default=RESPONSE_LENGTH, help="data.max_response_length")
     parser.add_argument("--suffix-budget", type=int, default=SUFFIX_BUDGET, help="rpo.truncation.max_new_tokens")
-    parser.add_argument("--truncation-mode", choices=["tail", "uniform"], default="tail")
+    parser.add_argument("--truncation-mode", choices=plain_cut_policies(), default="tail",
+                        help="rpo.truncation.mode for every RPO arm (policies that read current log-probs, such as "
+                             "verified, need more settings: they are arms of their own)")
     parser.add_argument("--temperature", type=float, default=1.0, help="rollout sampling temperature")
     parser.add_argument("--val-samples", type=int, default=4, help="samples per val prompt (val_kwargs.n)")
     parser.add_argument("--val-temperature", type=float, default=1.0, help="val sampling temperature (0: greedy)")
@@ -93,7 +102,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     details: dict[str, dict[int, dict]] = {arm: {} for arm in args.arms}
     for seed in args.seeds:
         for arm in args.arms:
-            result = run_arm(args, arm, seed, assets_dir, model_dir)
+            result = run_arm(args, arm, seed, assets_dir, model_dir, start_identity(warm))
             runs[arm][seed], details[arm][seed] = result["curve"], result
     settings = {
         "seeds": args.seeds, "arms": {arm: list(ARMS[arm].overrides) for arm in args.arms}, "steps": args.steps,

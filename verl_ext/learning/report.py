@@ -88,16 +88,20 @@ def markdown_summary(summary: dict[str, Any], settings: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-
-
-def plot_curves(runs: dict[str, dict[int, list[dict]]], summary: dict[str, Any], x_field: str, x_label: str,
-                y_label: str, out_path: Path, title: str) -> None:
-    """Accuracy against ``x_field``: each seed thin, the mean over seeds thick with a min-max band."""
+def headless_pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (no display on the machines this runs on)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_curves(runs: dict[str, dict[int, list[dict]]], summary: dict[str, Any], x_field: str, x_label: str,
+                y_label: str, out_path: Path, title: str) -> None:
+    """Accuracy against ``x_field``: each seed thin, the mean over seeds thick with a min-max band."""
+    plt = headless_pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for arm in summary["arms"]:
         color = ARMS[arm].color
@@ -126,11 +130,7 @@ PLOTTED_DIAGNOSTICS = ("critic/score/mean", "rpo/no_signal_group_frac", "rpo/cac
 
 def plot_diagnostics(details: dict[str, dict[int, dict]], out_path: Path, title: str) -> None:
     """One panel per :data:`PLOTTED_DIAGNOSTICS`: per arm, the value at each training step, averaged over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = headless_pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(9.6, 6.4), dpi=110, sharex=True)
     for ax, metric in zip(axes.flat, PLOTTED_DIAGNOSTICS):
         for arm, by_seed in details.items():

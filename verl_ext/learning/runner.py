@@ -3,8 +3,8 @@
 Each run is ``python -m recipe.rpo.main_rpo --config-name rpo_cpu_tiny`` in its own process (its own Ray cluster,
 shut down on exit), identical across arms but for the arm's overrides (:data:`verl_ext.learning.arms.ARMS`). The
 seed sets the data order, the rollout engine's sampling seed and RPO's truncation RNG; the arms of a seed share all
-three. A finished run leaves its overrides next to its metrics, so ``--resume`` reuses it instead of running it
-again when nothing about it changed.
+three. A finished run leaves its overrides and its start (the testbed build and warm-up) next to its metrics, so
+``--resume`` reuses it instead of running it again when nothing about it changed.
 """
 
 from __future__ import annotations
@@ -86,12 +86,14 @@ def rl_overrides(args: argparse.Namespace, arm: str, seed: int, run_dir: Path, m
     ]
 
 
-def run_arm(args: argparse.Namespace, arm: str, seed: int, assets_dir: Path, model_dir: Path) -> dict[str, Any]:
-    """One RL run; returns its curve, diagnostics and process time. With ``args.resume``, a finished run of the same
-    overrides is read back instead of run again."""
+def run_arm(args: argparse.Namespace, arm: str, seed: int, assets_dir: Path, model_dir: Path,
+            start: dict[str, Any]) -> dict[str, Any]:
+    """One RL run from the warm model in ``model_dir`` (made as ``start`` says: :func:`start_identity`); returns its
+    curve, diagnostics and process time. With ``args.resume``, a finished run of the same overrides and start is
+    read back instead of run again."""
     run_dir = Path(args.work_dir) / "runs" / f"{arm}_seed{seed}"
     overrides = rl_overrides(args, arm, seed, run_dir, model_dir)
-    previous = finished_run(run_dir, overrides, args.steps) if args.resume else None
+    previous = finished_run(run_dir, overrides, start, args.steps) if args.resume else None
     if previous is not None:
         print(f"[{time.strftime('%H:%M:%S')}] {ARMS[arm].label}, seed {seed}: reusing {run_dir}", flush=True)
         return previous
@@ -119,7 +121,8 @@ def run_arm(args: argparse.Namespace, arm: str, seed: int, assets_dir: Path, mod
         raise RuntimeError(f"{arm} seed {seed}: the trainer exited with {returncode} (log {log_path}):\n{tail}")
     result = read_run(metrics_path, args.steps, f"{arm} seed {seed}")
     result["process_s"] = process_s
-    record_path.write_text(json.dumps({"overrides": overrides, "process_s": process_s}, indent=2) + "\n")
+    record_path.write_text(json.dumps({"overrides": overrides, "start": start, "process_s": process_s}, indent=2)
+                           + "\n")
     end, curve = result["curve"][-1], result["curve"]
     print(f"    acc {curve[0]['acc']:.3f} -> {end['acc']:.3f}, training {end['wall_s']:.0f} s, "
           f"{end['generated_tokens']:.0f} generated tokens, process {process_s:.0f} s", flush=True)
@@ -138,17 +141,23 @@ def read_run(metrics_path: Path, steps: int, name: str) -> dict[str, Any]:
             "diagnostics_by_step": diagnostic_steps(metric_lines), "metrics_path": str(metrics_path)}
 
 
-def finished_run(run_dir: Path, overrides: list[str], steps: int) -> Optional[dict[str, Any]]:
-    """The result of a run in ``run_dir`` that finished with exactly ``overrides`` (None for any other run)."""
+def finished_run(run_dir: Path, overrides: list[str], start: dict[str, Any], steps: int) -> Optional[dict[str, Any]]:
+    """The result of a run in ``run_dir`` that finished with exactly ``overrides`` from the same ``start`` (None for
+    any other run: the model path in the overrides stays the same when the testbed changes)."""
     record_path = run_dir / RUN_RECORD
     if not record_path.is_file():
         return None
     record = json.loads(record_path.read_text())
-    if record.get("overrides") != overrides:
+    if record.get("overrides") != overrides or record.get("start") != start:
         return None
     result = read_run(run_dir / "metrics.jsonl", steps, str(run_dir))
     result["process_s"] = record["process_s"]
     return result
+
+
+def start_identity(warm: dict[str, Any]) -> dict[str, Any]:
+    """What makes two warm starts the same (from :func:`prepare_start`'s record): the build and warm-up parameters."""
+    return {"build": warm["build"], "warmup": warm["params"]}
 
 
 def prepare_start(work_dir: Path) -> tuple[Path, Path, dict[str, Any]]:

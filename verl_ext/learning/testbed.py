@@ -5,15 +5,18 @@ Fibonacci sequence modulo 10 (the new digit = the first + the last of the four b
 boxed. A worked answer is 181 tokens (end of turn included), every token needs at most two others within the line
 before it (the 0.33M-parameter model learns it), and a slip anywhere carries into the answer, so the result depends
 on the early steps. With a suffix budget of 32 tokens the tail cut keeps at least four fifths of a cached answer
-fixed (~10% regenerated on average; the paper's 300 of ~4k tokens is ~7%): the
-property of RPO this testbed has to be able to see. The default 2-3 digit addition has ~56-token answers, which a
-budget of 48 regenerated nearly whole; longer additions (7-9 digits) the tiny model does not learn at all.
+fixed (~10% regenerated on average; the paper's 300 of ~4k tokens is ~7%): the property of RPO this testbed has to
+be able to see.
 
-The warm-up (verl's SFT trainer, :mod:`verl_ext.tiny.warmup`, 600 steps at a constant 1e-3) leaves a model that
-answers 0.91 of the val prompts greedily and ~0.66 when it samples at T=1, so RL has mixed-reward groups and room
-to make sampling as good as the greedy answer. It is a knife edge: the SFT loss falls from 0.10 to 0.02 per token
-between steps 360 and 400, and warm-ups of 380 and 500 steps sampled ~0.01. The RL learning rate and steps are the
-command line's (:mod:`verl_ext.learning.cli`).
+The warm-up demonstrations slip on 5% of their carry steps (a line whose sum reaches 10 writes the carry, 1; about
+nine such lines per answer, so ~39% of the demonstrations end wrong; RL prompts and ground truths are right). The
+warm model (verl's SFT trainer, :mod:`verl_ext.tiny.warmup`, 600 steps at a constant 1e-3) then answers every val
+prompt right greedily but only ~0.55 when it samples at T=1: it has learnt the slip as a systematic, position-
+independent habit, which RL on the final answer can find and remove on any line of any prompt. On clean
+demonstrations the sampled errors were rare random slips and full-path GRPO did not gain on held-out prompts in 20
+steps at any learning rate tried (README, Evidence). The warm-up is a knife edge on this task (on clean data the
+SFT loss fell from 0.10 to 0.02 per token between steps 360 and 400; 380 and 500 steps sampled ~0.01, 600 ~0.66).
+The RL learning rate and steps are the command line's (:mod:`verl_ext.learning.cli`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from __future__ import annotations
 from verl_ext.tiny.assets import TinyBuildParams
 from verl_ext.tiny.warmup import WarmupParams
 
-TESTBED_BUILD = TinyBuildParams(preset="tiny", seed=0, n_train=256, n_val=128, n_sft=3000, task="chain")
+TESTBED_BUILD = TinyBuildParams(preset="tiny", seed=0, n_train=256, n_val=128, n_sft=3000, task="chain",
+                                sft_slip_rate=0.05)
 TESTBED_WARMUP = WarmupParams(steps=600, lr=1e-3, lr_scheduler="constant")
 # Prompts ("Chain: 3817" in the chat template) are 30 tokens, worked answers 181.
 PROMPT_LENGTH = 40

@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("seed", "n_train", "n_val", "n_sft", "min_digits", "max_digits"):
         build.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(_BUILD_DEFAULTS, name))
     build.add_argument("--task", choices=list(TASKS), default=_BUILD_DEFAULTS.task, help="the synthetic task")
+    build.add_argument("--sft-slip-rate", type=float, default=_BUILD_DEFAULTS.sft_slip_rate,
+                       help="share of carry steps that slip in the SFT demonstrations (RL data is always right)")
     build.add_argument(
         "--max-positions", type=int, default=_BUILD_DEFAULTS.max_positions,
         help="context length of the model (max_position_embeddings; caps vLLM's max_model_len)",

@@ -13,6 +13,13 @@ hundred steps, while it stayed at chance with "x+y=z" lines whose x is four line
 (whose result digits need four digits and a carry). An answer is 181 tokens, and a slip anywhere carries into the
 answer: a long trace in which early steps decide the result.
 
+Demonstrations can carry **carry slips** (``slip_rate``, SFT data only; RL prompts and their ground truths are always
+right): in a step whose sum reaches 10, a demonstration drops the carry with that probability (``addition``: the
+next column adds a carry of 0; ``chain``: the line writes the tens digit, 1, instead of the units). The writer
+then continues correctly from what it wrote, so the slip carries into a wrong boxed answer. A model warmed up on
+such data makes the same slip at about the same rate: a systematic, position-independent error of the kind that
+RL on the final answer can find and remove, unlike the rare random slips of a model trained on clean data.
+
 Train, val and SFT problems are disjoint by construction: every problem belongs to exactly one partition,
 chosen by a stable hash of its (unordered) operands, so no seed or size can make the sets overlap and a+b
 never leaks into another set as b+a.
@@ -22,7 +29,7 @@ from __future__ import annotations
 
 import random
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -40,6 +47,26 @@ _PARTITION_BUCKETS: dict[Partition, range] = {"val": range(0, 1), "train": range
 _MAX_DRAWS_PER_PROBLEM = 1000
 
 
+@dataclass
+class Slips:
+    """Carry slips in demonstrations: each step whose sum reaches 10 slips with probability ``rate``, drawn from
+    ``rng``. At rate 0 the RNG is never drawn, so clean demonstrations are exactly the slip-free ones."""
+
+    rate: float = 0.0
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError(f"slip_rate must be in [0, 1], got {self.rate}")
+
+    def slip(self, step_sum: int) -> bool:
+        """Whether a step that sums to ``step_sum`` slips (only steps with a carry can)."""
+        return step_sum >= 10 and self.rate > 0.0 and self.rng.random() < self.rate
+
+
+NO_SLIPS = Slips()
+
+
 @dataclass(frozen=True)
 class Problem:
     question: str
@@ -47,9 +74,8 @@ class Problem:
     worked_solution: str
 
 
-def worked_solution(a: int, b: int) -> str:
-    """Column addition of a+b in the project's answer format:
-    "<think>\\n...one line per column...\\n</think>\\n<answer>\\boxed{N}</answer>"."""
+def _column_addition(a: int, b: int, slips: Slips) -> tuple[str, int]:
+    """The worked column addition of a+b and the sum it boxes (a+b unless a slip dropped a carry)."""
     digits_a, digits_b = str(a)[::-1], str(b)[::-1]
     carry, partial, lines = 0, "", []
     for column in range(max(len(digits_a), len(digits_b))):
@@ -58,22 +84,31 @@ def worked_solution(a: int, b: int) -> str:
         column_sum = x + y + carry
         partial = str(column_sum % 10) + partial
         lines.append(f"{x}+{y}+{carry}={column_sum} -> {partial}")
-        carry = column_sum // 10
+        carry = 0 if slips.slip(column_sum) else column_sum // 10
     if carry:
         partial = str(carry) + partial
         lines.append(f"carry {carry} -> {partial}")
     steps = "\n".join(lines)
-    return f"<think>\n{steps}\n</think>\n<answer>\\boxed{{{int(partial)}}}</answer>"
+    return f"<think>\n{steps}\n</think>\n<answer>\\boxed{{{int(partial)}}}</answer>", int(partial)
 
 
-def problem_for(a: int, b: int) -> Problem:
-    return Problem(question=QUESTION_TEMPLATE.format(a=a, b=b), answer=a + b, worked_solution=worked_solution(a, b))
+def worked_solution(a: int, b: int, slips: Slips = NO_SLIPS) -> str:
+    """Column addition of a+b in the project's answer format:
+    "<think>\\n...one line per column...\\n</think>\\n<answer>\\boxed{N}</answer>"; a slip drops a column's carry."""
+    return _column_addition(a, b, slips)[0]
 
 
-def chain_problem_for(a: int, b: int) -> Problem:
+def problem_for(a: int, b: int, slips: Slips = NO_SLIPS) -> Problem:
+    """The addition a+b; with slips, ``answer`` is the (wrong) sum the slipped demonstration boxes."""
+    solution, boxed = _column_addition(a, b, slips)
+    return Problem(question=QUESTION_TEMPLATE.format(a=a, b=b), answer=boxed, worked_solution=solution)
+
+
+def chain_problem_for(a: int, b: int, slips: Slips = NO_SLIPS) -> Problem:
     """The ``chain`` problem from a, b in 0..99: the digits of a and b (two each, zero-padded) start a lagged
     Fibonacci sequence modulo 10, s_n = (s_{n-4} + s_{n-1}) mod 10. The worked answer writes one line per new digit,
-    the last four digits then "=" and the new one ("3817=0"), CHAIN_STEPS lines, and boxes the final four digits."""
+    the last four digits then "=" and the new one ("3817=0"), CHAIN_STEPS lines, and boxes the final four digits.
+    A slip writes the tens digit of a sum of 10 or more (1) as the new digit, and the sequence goes on from it."""
     if not (0 <= a <= 99 and 0 <= b <= 99):
         raise ValueError(f"a chain starts from two numbers in 0..99, got {a} and {b}")
     start = f"{a:02d}{b:02d}"
@@ -81,7 +116,8 @@ def chain_problem_for(a: int, b: int) -> Problem:
     lines = []
     for _ in range(CHAIN_STEPS):
         window = digits[-CHAIN_LAG:]
-        digits.append((window[0] + window[-1]) % 10)
+        step_sum = window[0] + window[-1]
+        digits.append(step_sum // 10 if slips.slip(step_sum) else step_sum % 10)
         lines.append(f"{''.join(map(str, window))}={digits[-1]}")
     steps = "\n".join(lines)
     final = "".join(map(str, digits[-CHAIN_LAG:]))
@@ -113,7 +149,7 @@ class Task:
     """How a task draws the two numbers of a problem (from an RNG and the digit range) and builds the problem."""
 
     draw: Callable[[random.Random, int, int], tuple[int, int]]
-    problem: Callable[[int, int], Problem]
+    problem: Callable[[int, int, Slips], Problem]
 
 
 TASKS: dict[str, Task] = {
@@ -129,15 +165,18 @@ def partition_of(a: int, b: int) -> Partition:
 
 
 def sample_problems(
-    n: int, seed: int, partition: Partition, *, min_digits: int = 2, max_digits: int = 3, task: str = "addition"
+    n: int, seed: int, partition: Partition, *, min_digits: int = 2, max_digits: int = 3, task: str = "addition",
+    slip_rate: float = 0.0,
 ) -> list[Problem]:
-    """``n`` distinct problems of ``task`` from ``partition``, deterministic in ``seed``.
+    """``n`` distinct problems of ``task`` from ``partition``, deterministic in ``seed``; ``slip_rate`` puts carry
+    slips into the worked solutions (for demonstrations; the problems drawn do not depend on it).
 
     Raises ValueError for an unknown task, or when the partition has too few problems to supply ``n``."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; the tasks are {', '.join(TASKS)}")
     draw, build = TASKS[task].draw, TASKS[task].problem
     rng = random.Random(seed)
+    slips = Slips(slip_rate, random.Random(f"slips:{seed}"))
     seen: set[tuple[int, int]] = set()
     problems: list[Problem] = []
     for _ in range(_MAX_DRAWS_PER_PROBLEM * n):
@@ -148,7 +187,7 @@ def sample_problems(
         if key in seen or partition_of(a, b) != partition:
             continue
         seen.add(key)
-        problems.append(build(a, b))
+        problems.append(build(a, b, slips))
     if len(problems) < n:
         raise ValueError(
             f"found only {len(problems)} of {n} distinct {task} {partition} problems with {min_digits}-{max_digits} "
@@ -183,12 +222,15 @@ def write_rl_parquet(
 
 
 def write_sft_parquet(
-    path: str | Path, n: int, seed: int, *, min_digits: int = 2, max_digits: int = 3, task: str = "addition"
+    path: str | Path, n: int, seed: int, *, min_digits: int = 2, max_digits: int = 3, task: str = "addition",
+    slip_rate: float = 0.0,
 ) -> None:
     """Writes ``n`` worked examples for verl's SFT trainer (verl/trainer/sft_trainer.py), whose default dataset,
     verl.utils.dataset.multiturn_sft_dataset.MultiTurnSFTDataset, reads a list of {"role", "content"} messages
-    from the column named by ``data.messages_key`` (default "messages") and trains on the assistant turns."""
-    problems = sample_problems(n, seed, "sft", min_digits=min_digits, max_digits=max_digits, task=task)
+    from the column named by ``data.messages_key`` (default "messages") and trains on the assistant turns. ``slip_rate``: carry slips
+    in the demonstrations (module docstring)."""
+    problems = sample_problems(n, seed, "sft", min_digits=min_digits, max_digits=max_digits, task=task,
+                               slip_rate=slip_rate)
     rows = [
         {
             "messages": [

@@ -31,11 +31,13 @@ class TinyBuildParams:
     max_positions: int = 1024
     # verl_ext.tiny.arithmetic.TASKS: "addition" or "chain".
     task: str = "addition"
+    # Carry slips in the SFT demonstrations (verl_ext.tiny.arithmetic.Slips); RL data is always right.
+    sft_slip_rate: float = 0.0
 
 
 # Fields added after BUILD_FORMAT 1 stay out of the stamp at their default, so builds stamped before they existed
 # are still current (same files): field -> default.
-_OMITTED_AT_DEFAULT = {"max_positions": 1024, "task": "addition"}
+_OMITTED_AT_DEFAULT = {"max_positions": 1024, "task": "addition", "sft_slip_rate": 0.0}
 
 
 @dataclass(frozen=True)
@@ -93,13 +95,13 @@ def build_tiny_assets(out_dir: str | Path, params: TinyBuildParams) -> TinyAsset
     digits = {"min_digits": params.min_digits, "max_digits": params.max_digits, "task": params.task}
     write_rl_parquet(assets.train_path, params.n_train, params.seed, "train", **digits)
     write_rl_parquet(assets.val_path, params.n_val, params.seed, "val", **digits)
-    write_sft_parquet(assets.sft_path, params.n_sft, params.seed, **digits)
+    write_sft_parquet(assets.sft_path, params.n_sft, params.seed, slip_rate=params.sft_slip_rate, **digits)
 
     stamp_path.write_text(json.dumps(_stamp(params), indent=2) + "\n")
     return assets
 
 
-def ensure_tiny_assets(out_dir: str | Path, **params: str | int) -> TinyAssets:
+def ensure_tiny_assets(out_dir: str | Path, **params: str | int | float) -> TinyAssets:
     """The build in ``out_dir`` for ``params`` (fields of TinyBuildParams), building it only if missing or
     made with other parameters."""
     build_params = TinyBuildParams(**params)
