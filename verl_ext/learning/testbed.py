@@ -6,7 +6,8 @@ boxed. A worked answer is 181 tokens (end of turn included), every token needs a
 before it (the 0.33M-parameter model learns it), and a slip anywhere carries into the answer, so the result depends
 on the early steps. With a suffix budget of 32 tokens the tail cut keeps at least four fifths of a cached answer
 fixed (~10% regenerated on average; the paper's 300 of ~4k tokens is ~7%): the property of RPO this testbed has to
-be able to see.
+be able to see. The last 12 tokens are the closing tags and the boxed copy of the last four digits, so a suffix
+regenerates at most 3 of the 24 lines (1.2 on average).
 
 The warm-up demonstrations slip on 5% of their carry steps (a line whose sum reaches 10 writes the carry, 1; about
 nine such lines per answer, so ~39% of the demonstrations end wrong; RL prompts and ground truths are right). The
