@@ -135,8 +135,9 @@ def test_kill_and_resume_restores_the_cache_and_the_step(tiny_run, run_verl_job,
 def test_rpo_verified_cut_checks_cached_answers_against_the_current_policy(tiny_run, run_verl_job, tmp_path):
     """Three steps with ``rpo.truncation.mode=verified``: step 1 seeds, steps 2 and 3 verify the seeds' and then the
     RPO answers' behaviour log-probs (prefix carried over + suffix) against the actor's. With lenience 1 a token
-    survives with probability min(1, p_current / p_behaviour): near-total acceptance after one tiny update is only
-    possible if the cached log-probs are the real ones (0.0 stand-ins would reject at the first token)."""
+    survives with probability min(1, p_current / p_behaviour): high acceptance after one or two tiny updates is only
+    possible if the cached log-probs are the real ones (0.0 stand-ins would reject at the first token). Measured:
+    1.0 at step 2, 0.93-1.0 at step 3 (the sampled answers and the updates vary from run to run on CPU)."""
     result = run_verl_job("recipe.rpo.main_rpo", tiny_run.args(
         tmp_path / "verified", "rpo.truncation.mode=verified", "rpo.truncation.lenience=1.0",
         "rpo.truncation.verify_max_new_tokens=16", "rpo.cache.store_logprobs=true",
@@ -147,7 +148,7 @@ def test_rpo_verified_cut_checks_cached_answers_against_the_current_policy(tiny_
         step = result.step(n)
         assert step["rpo/cache_hit_rate"] == 1.0 and step["rpo/verify_fallbacks"] == 0
         assert step["rpo/verify_s"] > 0
-        assert step["rpo/verify_accept_rate"] >= 0.95, step
+        assert step["rpo/verify_accept_rate"] >= 0.8, step
         assert 0 < step["rpo/verify_accept_len_mean"] <= tiny_run.response
         # The suffix budget lets an answer cut by the check be finished (verify_max_new_tokens, capped by R).
         assert step["rpo/suffix_len_max"] <= 16
