@@ -180,7 +180,7 @@ def test_report_files_and_replot_from_the_saved_curves(tmp_path):
     details = {arm: {seed: {"curve": curve, "diagnostics": {}, "diagnostics_by_step": by_step, "process_s": 60.0}
                      for seed, curve in runs[arm].items()} for arm in runs}
     settings = {**SETTINGS, "val_samples": 1, "val_temperature": 0.0, "warmup": {"reused": True}}
-    text = report.write_report(tmp_path, runs, settings, {"cpu_count": 2}, 600.0, details)
+    text = report.write_report(tmp_path, details, settings, {"cpu_count": 2}, 600.0)
     for name in ("accuracy_vs_wallclock.png", "accuracy_vs_generated_tokens.png", "diagnostics.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "summary.md").read_text() == text + "\n"

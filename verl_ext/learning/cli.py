@@ -98,12 +98,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     machine = machine_info("cpu")
     assets_dir, model_dir, warm = prepare_start(Path(args.work_dir))
-    runs: dict[str, dict[int, list[dict]]] = {arm: {} for arm in args.arms}
+    start = start_identity(warm)
     details: dict[str, dict[int, dict]] = {arm: {} for arm in args.arms}
     for seed in args.seeds:
         for arm in args.arms:
-            result = run_arm(args, arm, seed, assets_dir, model_dir, start_identity(warm))
-            runs[arm][seed], details[arm][seed] = result["curve"], result
+            details[arm][seed] = run_arm(args, arm, seed, assets_dir, model_dir, start)
     settings = {
         "seeds": args.seeds, "arms": {arm: list(ARMS[arm].overrides) for arm in args.arms}, "steps": args.steps,
         "test_freq": args.test_freq, "prompts_per_step": args.prompts,
@@ -119,6 +118,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # What the experiment costs from scratch, also when --resume reused runs: the warm-up (when this call ran it) and
     # every run's process time.
     wall_s = (warm["wall_s"] or 0.0) + sum(run["process_s"] for by_seed in details.values() for run in by_seed.values())
-    text = write_report(Path(args.out), runs, settings, machine, wall_s, details)
+    text = write_report(Path(args.out), details, settings, machine, wall_s)
     print(f"\n{text}\nwrote {args.out}")
     return 0

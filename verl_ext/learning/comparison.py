@@ -8,6 +8,7 @@ from typing import Any, Optional, Sequence
 from verl_ext.learning.arms import ARMS, BASELINE
 from verl_ext.learning.curves import DIAGNOSTIC_METRICS
 
+
 def spread(values: Sequence[float]) -> dict[str, float]:
     """mean, sample standard deviation (0 for one value), min and max."""
     values = [float(v) for v in values]

@@ -11,6 +11,7 @@ from verl_ext.learning.arms import ARMS
 from verl_ext.learning.comparison import summarize
 from verl_ext.learning.curves import DIAGNOSTIC_METRICS
 
+
 def val_metric_label(settings: dict[str, Any]) -> str:
     """What the accuracy axis measures, e.g. "val acc, mean of 4 samples at T=0.7 over 64 prompts"."""
     if settings["val_temperature"] <= 0:
@@ -153,9 +154,11 @@ def plot_diagnostics(details: dict[str, dict[int, dict]], out_path: Path, title:
     plt.close(fig)
 
 
-def write_report(out: Path, runs: dict[str, dict[int, list[dict]]], settings: dict[str, Any], machine: dict,
-                 wall_s: float, details: dict[str, dict[int, dict]]) -> str:
-    """curves.json (with the summary recomputed from ``runs``), the three plots and summary.md; returns the text."""
+def write_report(out: Path, details: dict[str, dict[int, dict]], settings: dict[str, Any], machine: dict,
+                 wall_s: float) -> str:
+    """curves.json (with the summary recomputed from ``details[arm][seed]``, each run's curve and diagnostics as
+    :func:`verl_ext.learning.runner.run_arm` returns them), the three plots and summary.md; returns the text."""
+    runs = {arm: {seed: run["curve"] for seed, run in by_seed.items()} for arm, by_seed in details.items()}
     diagnostics = {arm: {seed: run.get("diagnostics", {}) for seed, run in by_seed.items()}
                    for arm, by_seed in details.items()}
     summary = summarize(runs, diagnostics)
@@ -185,5 +188,4 @@ def replot(out: Path) -> str:
     """Rebuild the summary, plots and table from ``out/curves.json`` (e.g. after changing how they are drawn)."""
     saved = json.loads((out / "curves.json").read_text())
     details = {arm: {int(seed): run for seed, run in by_seed.items()} for arm, by_seed in saved["runs"].items()}
-    runs = {arm: {seed: run["curve"] for seed, run in details[arm].items()} for arm in details}
-    return write_report(out, runs, saved["settings"], saved["machine"], saved["wall_s"], details)
+    return write_report(out, details, saved["settings"], saved["machine"], saved["wall_s"])
