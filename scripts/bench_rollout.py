@@ -89,17 +89,29 @@ RECORD_METRICS = {
     "cache_hit_rate": "rpo/cache_hit_rate",
     "verify_s": "rpo/verify_s",
     "verify_accept_rate": "rpo/verify_accept_rate",
+    "packed_token_frac_update": "rpo/shared_prefix/packed_token_frac/update",
+    "packed_token_frac_old_log_prob": "rpo/shared_prefix/packed_token_frac/old_log_prob",
+    "packed_token_frac_ref": "rpo/shared_prefix/packed_token_frac/ref",
+    "whole_group_packed_frac": "rpo/shared_prefix/whole_group_packed_token_frac",
+    "split_groups": "rpo/shared_prefix/split_groups",
 }
+PACKING_FIELDS = ("packed_token_frac_update", "packed_token_frac_old_log_prob", "packed_token_frac_ref",
+                  "whole_group_packed_frac", "split_groups")
 
 
 
 class Arm(NamedTuple):
-    """What one benchmark step runs: RPO or the full path, and whether the training passes share prefixes."""
+    """What one benchmark step runs: RPO or the full path, whether the training passes share prefixes, and how they
+    form micro-batches."""
 
     rpo: bool
     shared_prefix: bool
     verified: bool = False
     """RPO with ``rpo.truncation.mode=verified`` instead of ``--truncation-mode``."""
+    dynamic_bsz: bool = True
+    """Dynamic batch size (the run's token budgets, as scripts/repro); False: ``--micro-batch-size`` rows."""
+    baseline: str = "full"
+    """The arm whose value is the denominator of this arm's ratios (the full path with the same micro-batching)."""
 
 
 ARMS: dict[str, Arm] = {
@@ -108,10 +120,12 @@ ARMS: dict[str, Arm] = {
     "full_shared": Arm(rpo=False, shared_prefix=True),
     "rpo_unshared": Arm(rpo=True, shared_prefix=False),
     "rpo_verified": Arm(rpo=True, shared_prefix=True, verified=True),
+    "rpo_static": Arm(rpo=True, shared_prefix=True, dynamic_bsz=False, baseline="full_static"),
+    "full_static": Arm(rpo=False, shared_prefix=False, dynamic_bsz=False, baseline="full_static"),
 }
 DEFAULT_ARMS = ("rpo", "full", "full_shared")
 BASELINE_ARM = "full"
-"""The denominator of every ratio: the full path as verl runs it."""
+"""The denominator of the default arms' ratios: the full path as verl runs it (``*_static`` arms: ``full_static``)."""
 
 # Ratio name -> record field (arm value / baseline value per round). For the ``rpo`` arm the names are the
 # top-level keys of the JSON; other arms' ratios are prefixed with the arm's name.
@@ -232,6 +246,7 @@ def time_breakdown(records: Sequence[dict]) -> dict[str, dict[str, Optional[floa
             "update_actor_s": _mean(r["update_actor_s"] for r in rows),
             "update_weights_s": _mean(r["update_weights_s"] for r in rows),
             "verify_s": _mean(r["verify_s"] for r in rows),
+            **{field: _mean(r.get(field) for r in rows) for field in PACKING_FIELDS},
         }
     return result
 
@@ -247,11 +262,12 @@ def summarize(records: Sequence[dict], settings: dict, machine: dict, wall_s: Op
     for index, by_arm in enumerate(rounds, start=1):
         row: dict[str, Any] = {"round": index, "steps": {arm: r["step"] for arm, r in by_arm.items()}}
         for arm, record in by_arm.items():
-            if arm != BASELINE_ARM:
-                row.update({ratio_name(arm, name): ratio(record[field], by_arm[BASELINE_ARM][field])
+            baseline = ARMS[arm].baseline
+            if arm != baseline:
+                row.update({ratio_name(arm, name): ratio(record[field], by_arm[baseline][field])
                             for name, field in RATIOS.items()})
         round_rows.append(row)
-    names = [ratio_name(arm, name) for arm in arms if arm != BASELINE_ARM for name in RATIOS]
+    names = [ratio_name(arm, name) for arm in arms if arm != ARMS[arm].baseline for name in RATIOS]
     stats = {name: ratio_stats([row.get(name) for row in round_rows]) for name in names}
     return {
         **{name: stats[name]["median"] for name in names},
@@ -281,7 +297,8 @@ def markdown_table(summary: dict) -> str:
     lines = []
     if settings:
         lines.append(
-            f"arms {', '.join(summary.get('arms', []))} against {BASELINE_ARM}: model {settings.get('model')}, response budget {settings.get('response_length')}, "
+            f"arms {', '.join(summary.get('arms', []))}: model {settings.get('model')}, "
+            f"response budget {settings.get('response_length')}, "
             f"suffix budget {settings.get('suffix_budget')}, {settings.get('prompts')} prompts x G="
             f"{settings.get('group_size')}, answers: {settings.get('answers')}, device {settings.get('device')}"
         )
@@ -297,7 +314,7 @@ def markdown_table(summary: dict) -> str:
             f"| {_fmt(r['old_log_prob_s'])} | {_fmt(r['update_actor_s'])} | {_fmt(r['step_s'])} "
             f"| {_fmt(r['slowest_request_s'])} | {_fmt(r.get('prefix_cache_hit_rate'))} |"
         )
-    lines += ["", f"| ratio (arm / {BASELINE_ARM}) | min | median | max |", "|---|---:|---:|---:|"]
+    lines += ["", "| ratio (arm / its full-path baseline) | min | median | max |", "|---|---:|---:|---:|"]
     for name, s in summary["ratio_stats"].items():
         lines.append(f"| {name} | {_fmt(s['min'], 3)} | {_fmt(s['median'], 3)} | {_fmt(s['max'], 3)} |")
     lines.append("")
@@ -331,7 +348,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--model", default=None, help="HF model directory (default: the random tiny model)")
     parser.add_argument("--train-file", default=None, help="RL parquet (default: the tiny arithmetic data)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--gpus", type=int, default=1, help="cuda: trainer.n_gpus_per_node")
+    parser.add_argument("--gpus", type=int, default=1,
+                        help="trainer.n_gpus_per_node: data-parallel actor ranks and rollout replicas (on CPU too)")
+    parser.add_argument("--token-budget-factor", type=float, default=6.0,
+                        help="dynamic batch size: update tokens per GPU = factor x (max prompt + response), "
+                             "log-prob passes twice that (scripts/repro: 6 for 1.5B, 4 for 7B)")
+    parser.add_argument("--micro-batch-size", type=int, default=8,
+                        help="*_static arms: rows per micro-batch and GPU in all three passes (the CPU config's 8)")
     parser.add_argument("--tiny-dir", default=str(DEFAULT_TINY_DIR), help="where the tiny model and data are built")
     parser.add_argument("--work-dir", default=None, help="metrics, checkpoints dir (default: a temporary directory)")
     parser.add_argument("--json", dest="json_path", default=None, help="write the summary here")
@@ -340,12 +363,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     for name in ("response_length", "suffix_budget", "group_size", "prompts", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if BASELINE_ARM not in args.arms or len(set(args.arms)) != len(args.arms):
-        parser.error(f"--arms must name {BASELINE_ARM} and each arm once, got {args.arms}")
+    if len(set(args.arms)) != len(args.arms) or any(ARMS[arm].baseline not in args.arms for arm in args.arms):
+        parser.error(f"--arms must name each arm once and each arm's baseline ({BASELINE_ARM}; full_static for the "
+                     f"*_static arms), got {args.arms}")
     if args.warmup_steps < 1:
         parser.error("--warmup-steps must be >= 1 (the first step seeds the cache)")
     if args.suffix_budget >= args.response_length:
         parser.error("--suffix-budget must be smaller than --response-length")
+    if args.gpus < 1 or args.token_budget_factor < 1 or args.micro_batch_size < 1:
+        parser.error("--gpus, --token-budget-factor and --micro-batch-size must be >= 1")
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         parser.error(f"overrides must be key=value: {bad}")
@@ -403,13 +429,28 @@ def recipe_overrides(args: argparse.Namespace, model: str, train_file: str, work
     ]
     if any(ARMS[arm].verified for arm in args.arms):
         overrides += ["rpo.cache.store_logprobs=true", "actor_rollout_ref.rollout.calculate_log_probs=true"]
+    overrides += [f"trainer.n_gpus_per_node={args.gpus}"] + batching_overrides(args)
     if args.device == "cuda":
-        overrides += [
-            "trainer.device=cuda",
-            f"trainer.n_gpus_per_node={args.gpus}",
-            "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
-        ]
+        overrides += ["trainer.device=cuda", "actor_rollout_ref.rollout.tensor_model_parallel_size=1"]
     return overrides + list(args.overrides)
+
+
+def batching_overrides(args: argparse.Namespace) -> list[str]:
+    """The training passes' micro-batching: dynamic batch size with scripts/repro's token budgets (the ``*_static``
+    arms switch each step to fixed micro-batches, :func:`static_batching`)."""
+    actor, rollout, ref = "actor_rollout_ref.actor", "actor_rollout_ref.rollout", "actor_rollout_ref.ref"
+    update = int(args.token_budget_factor * (args.max_prompt_length + args.response_length))
+    return [f"{actor}.use_dynamic_bsz=true", f"{rollout}.log_prob_use_dynamic_bsz=true",
+            f"{ref}.log_prob_use_dynamic_bsz=true", f"{actor}.ppo_max_token_len_per_gpu={update}",
+            f"{rollout}.log_prob_max_token_len_per_gpu={2 * update}",
+            f"{ref}.log_prob_max_token_len_per_gpu={2 * update}"]
+
+
+def static_batching(micro_batch_size: int) -> dict[str, Any]:
+    """What a ``*_static`` step puts in its batch's meta-info: verl's workers take ``use_dynamic_bsz`` and
+    ``micro_batch_size_per_gpu`` from the batch when it carries them (``TrainingWorker.train_batch`` and
+    ``infer_batch`` fill in only what is missing), so every training pass of the step runs fixed micro-batches."""
+    return {"use_dynamic_bsz": False, "micro_batch_size_per_gpu": micro_batch_size}
 
 
 # ---------------------------------------------------------------------------------------------------- the run
@@ -436,6 +477,7 @@ def _bench_classes():
     """The trainer and TaskRunner subclasses (defined here, after verl is importable with the right platform)."""
     from recipe.rpo.main_rpo import RPOTaskRunner
     from recipe.rpo.rpo_ray_trainer import RayRPOTrainer
+    from verl_ext.shared_prefix.rank_balance import GROUPS_ANY_COUNT, VERL_ROWS
 
     class _TimedManager:
         """The agent-loop manager with the wall time of each ``generate_sequences`` round trip recorded."""
@@ -459,15 +501,15 @@ def _bench_classes():
 
         A full-path step hides ``partial_rollout`` for the whole step (rollout, metrics, update), so it runs exactly
         the trainer's ``rpo.enable=false`` branch and leaves the cache untouched; the arm's ``shared_prefix`` is set
-        for the step's training passes (and verl's grouped batch balancing with it)."""
+        for the step's training passes (and the group-keeping rank balancing with it)."""
 
         def init_workers(self) -> None:
             super().init_workers()
             self.async_rollout_manager = _TimedManager(self.async_rollout_manager)
-            self._bench_state = (self.partial_rollout, self.rpo, self.use_prefix_grouper)
+            self._bench_state = (self.partial_rollout, self.rpo, self.rank_balancing)
 
         def _restore(self) -> None:
-            self.partial_rollout, self.rpo, self.use_prefix_grouper = self._bench_state
+            self.partial_rollout, self.rpo, self.rank_balancing = self._bench_state
             if self.partial_rollout is not None:
                 self.partial_rollout.config = self.rpo
 
@@ -475,6 +517,7 @@ def _bench_classes():
             bench = self.config.bench
             phase, arm_name = step_plan(self.global_steps, int(bench.warmup_steps), list(bench.arms))
             arm = ARMS[arm_name]
+            self._bench_arm = arm_name
             truncation = self._bench_state[1].truncation
             if arm.verified:
                 truncation = dataclasses.replace(truncation, mode="verified")
@@ -483,7 +526,7 @@ def _bench_classes():
                 self.partial_rollout.config = self.rpo
             if not arm.rpo:
                 self.partial_rollout = None
-            self.use_prefix_grouper = arm.shared_prefix
+            self.rank_balancing = GROUPS_ANY_COUNT if arm.shared_prefix else VERL_ROWS
             manager = self.async_rollout_manager
             manager.calls.clear()
             try:
@@ -502,6 +545,8 @@ def _bench_classes():
             return batch
 
         def _update_policy(self, batch, metrics, timing_raw, is_last_step):
+            if not ARMS[self._bench_arm].dynamic_bsz:
+                batch.meta_info.update(static_batching(int(self.config.bench.micro_batch_size)))
             try:
                 return super()._update_policy(batch, metrics, timing_raw, is_last_step)
             finally:
@@ -554,7 +599,8 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     with initialize_config_dir(config_dir=str(REPO_ROOT / "recipe" / "rpo" / "config"), version_base=None):
         config = compose(config_name=config_name, overrides=overrides)
     with open_dict(config):
-        config.bench = {"warmup_steps": args.warmup_steps, "rounds": args.rounds, "arms": list(args.arms)}
+        config.bench = {"warmup_steps": args.warmup_steps, "rounds": args.rounds, "arms": list(args.arms),
+                        "micro_batch_size": args.micro_batch_size}
 
     import ray
 

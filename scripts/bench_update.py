@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
-from verl_ext.shared_prefix.harness import PROMPT_TOKENS, EngineUnderTest, Group, rpo_batch  # noqa: E402
+from verl_ext.shared_prefix.harness import PROMPT_TOKENS, Batching, EngineUnderTest, Group, rpo_batch  # noqa: E402
 from verl_ext.tiny import ensure_tiny_assets  # noqa: E402
 
 
@@ -152,7 +152,7 @@ def main() -> None:
 
             def engine_run(shared_prefix: bool) -> Callable[[], None]:
                 return lambda: engine.run(batch, shared_prefix=shared_prefix, forward_only=False,
-                                          micro_batch_size=rows // 2)
+                                          batching=Batching(micro_batch_size=rows // 2))
 
             arms: dict[str, tuple[Callable[[], None], float]] = {
                 "torch": (torch_arm(model, rows, length, padded=False), row_flops),

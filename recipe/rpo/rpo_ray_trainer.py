@@ -7,7 +7,13 @@ The loop per step (``rpo.enable=false`` skips the RPO parts, giving the full-pat
    score prefix + suffix;
 2. cache update from every generated group, before any filter;
 3. DAPO group filter (``algorithm.filter_groups``), drawing more generation batches until the batch is full;
-4. old/ref log-probs, advantages, actor update, checkpoint (with the cache), weight sync, validation.
+4. rank balancing, old/ref log-probs, advantages, actor update, checkpoint (with the cache), weight sync,
+   validation.
+
+With ``rpo.shared_prefix=true`` the balancing keeps each group on one rank where it fits and accepts any group count
+(``verl_ext/shared_prefix/rank_balance.py``), and each training pass reports how much it shared
+(``rpo/shared_prefix/packed_token_frac/<pass>``). The configuration is checked against its world size at start-up
+(``verl_ext/topology.py``).
 
 The response mask built by the RPO agent loop is never recomputed from the attention mask (verl-recipe's DAPO
 trainer does that, which would silently put the cached prefix back into the loss).
@@ -24,7 +30,6 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
-from transformers import AutoConfig
 
 from verl import DataProto
 from verl.trainer.ppo.core_algos import AdvantageEstimator, agg_loss
@@ -42,10 +47,12 @@ from verl.trainer.ppo.ray_trainer import (
     compute_spec_decode_metrics,
 )
 from verl.trainer.ppo.reward import extract_reward
+from verl.utils import tensordict_utils as tu
 from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path, should_save_ckpt_esi
+from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.debug import marked_timer
-from verl.utils.fs import copy_to_local
 from verl.utils.metric import reduce_metrics
+from verl.utils.seqlen_balancing import log_seqlen_unbalance
 from verl.utils.skip.skip_manager import SkipManager
 from verl.utils.tracking import Tracking
 from verl_ext.cache import ExperienceCache, tokenizer_fingerprint
@@ -62,7 +69,23 @@ from verl_ext.rollout.partial import (
 )
 from verl_ext.rollout.verify import CurrentLogprobs
 from verl_ext.rpo_config import check_supported, load_rpo_config, prefix_logprobs_required
-from verl_ext.shared_prefix.batch import add_shared_prefix_columns, check_shared_prefix_supported
+from verl_ext.shared_prefix.batch import (
+    add_shared_prefix_columns,
+    check_shared_prefix_supported,
+    shared_part_lengths,
+    whole_group_packed_frac,
+)
+from verl_ext.shared_prefix.install_check import check_engine_plugin
+from verl_ext.shared_prefix.packing_metrics import (
+    IDEAL_METRIC,
+    SPLIT_GROUPS_METRIC,
+    PassMetricsTap,
+    frac_metric,
+    require_packing,
+)
+from verl_ext.shared_prefix.rank_balance import GROUPS_ANY_COUNT, VERL_GROUPS, assign_groups_to_ranks, rank_balancing
+from verl_ext.shared_prefix.support import check_model_supported
+from verl_ext.topology import check_topology
 from verl_ext.truncation import needs_current_logprobs
 
 from .fit_options import StepProfileSchedule, check_fit_options, component_reward_metrics
@@ -76,10 +99,17 @@ class RayRPOTrainer(RayPPOTrainer):
         self.rpo = load_rpo_config(self.config.get("rpo"))
         check_fit_options(self.config, self.rpo)
         check_supported(self.config, self.rpo)
+        for warning in check_topology(self.config, source="this run's configuration"):
+            print(f"rpo: topology: {warning}")
+        self.rank_balancing = rank_balancing(self.config)
+        self.use_prefix_grouper = self.rank_balancing == VERL_GROUPS
+        model = self.config.actor_rollout_ref.model
+        self.hf_config = omega_conf_to_dataclass(model).hf_config
         if self.rpo.shared_prefix:
             check_shared_prefix_supported(self.config)
-            # verl's balance_batch then keeps each uid's rows together (get_group_balanced_partitions).
-            self.use_prefix_grouper = True
+            check_model_supported(self.hf_config, source=str(model.path))
+            check_engine_plugin()
+        self._pass_metrics = PassMetricsTap(lambda output: tu.get(output, "metrics") if output is not None else {})
         self.partial_rollout: Optional[PartialRollout] = None
         if self.rpo.enable:
             eos = self.tokenizer.eos_token_id
@@ -93,15 +123,14 @@ class RayRPOTrainer(RayPPOTrainer):
                 require_prefix_logprobs=prefix_logprobs_required(self.config, self.rpo),
                 current_logprobs=self._current_logprobs(),
             )
+        self._resume_state = self._read_resume_state()
 
     def _current_logprobs(self) -> CurrentLogprobs:
         """The actor's pass over cached answers that verifying cut policies read; it runs only when one does."""
-        model, rollout = self.config.actor_rollout_ref.model, self.config.actor_rollout_ref.rollout
-        hf_config = AutoConfig.from_pretrained(copy_to_local(model.path),
-                                               trust_remote_code=bool(model.get("trust_remote_code", False)))
+        rollout = self.config.actor_rollout_ref.rollout
         return CurrentLogprobs(
             self.tokenizer,
-            hf_model_type=getattr(hf_config, "model_type", None),
+            hf_model_type=getattr(self.hf_config, "model_type", None),
             chat_template_kwargs=dict(self.config.data.get("apply_chat_template_kwargs") or {}),
             temperature=float(rollout.temperature),
             log_prob_pass=lambda batch: self._compute_old_log_prob(batch)[0],
@@ -109,6 +138,15 @@ class RayRPOTrainer(RayPPOTrainer):
             micro_batch_size=None if rollout.get("log_prob_use_dynamic_bsz", False) else int(
                 rollout.get("log_prob_micro_batch_size_per_gpu") or 1),
         )
+
+    def init_workers(self) -> None:
+        """verl's workers, with the log-prob methods tapped for the packing report verl's trainer drops."""
+        super().init_workers()
+        groups = {id(wg): wg for wg in (self.actor_rollout_wg, getattr(self, "ref_policy_wg", None)) if wg is not None}
+        for wg in groups.values():
+            for name in ("compute_log_prob", "compute_ref_log_prob"):
+                if hasattr(wg, name):
+                    setattr(wg, name, self._pass_metrics.wrap(getattr(wg, name)))
 
     # ------------------------------------------------------------------ cache life cycle
 
@@ -132,18 +170,33 @@ class RayRPOTrainer(RayPPOTrainer):
         if self.partial_rollout is not None:
             prune_rpo_files(self.config.trainer.default_local_dir, self.config.trainer.get("max_actor_ckpt_to_keep"))
 
+    def _resume_step_dir(self) -> Optional[str]:
+        """The checkpoint folder verl's ``_load_checkpoint`` will resume from (None: training from scratch)."""
+        trainer = self.config.trainer
+        if trainer.resume_mode == "disable":
+            return None
+        if trainer.resume_mode == "resume_path":
+            return trainer.resume_from_path
+        return find_latest_ckpt_path(os.path.abspath(trainer.default_local_dir))
+
+    def _read_resume_state(self) -> Optional[tuple[str, Optional[tuple[ExperienceCache, dict]]]]:
+        """The cache and RNG state of the checkpoint the run will resume from, read at start-up so that a corrupt or
+        mismatched cache file stops the run before its workers start (``CacheFileError`` naming the file)."""
+        step_dir = self._resume_step_dir() if self.partial_rollout is not None else None
+        if step_dir is None:
+            return None
+        restored = load_rpo_state(step_dir, tokenizer_fingerprint=self.partial_rollout.cache.tokenizer_fingerprint,
+                                  key_mode=self.rpo.cache.key)
+        return step_dir, restored
+
     def _load_checkpoint(self) -> Any:
         result = super()._load_checkpoint()
         if self.partial_rollout is None or self.global_steps <= 0:
             return result
-        if self.config.trainer.resume_mode == "resume_path":
-            step_dir = self.config.trainer.resume_from_path
-        else:
-            step_dir = find_latest_ckpt_path(os.path.abspath(self.config.trainer.default_local_dir))
-        restored = load_rpo_state(
-            step_dir, tokenizer_fingerprint=self.partial_rollout.cache.tokenizer_fingerprint,
-            key_mode=self.rpo.cache.key,
-        )
+        step_dir = self._resume_step_dir()
+        if self._resume_state is None or self._resume_state[0] != step_dir:
+            self._resume_state = self._read_resume_state()
+        restored = self._resume_state[1]
         if restored is None:
             print(f"rpo: WARNING no {step_dir}/rpo_cache.parquet; resuming with the current cache")
             return result
@@ -387,12 +440,30 @@ class RayRPOTrainer(RayPPOTrainer):
 
     # ------------------------------------------------------------------ update part of a step
 
+    def _balance_batch(self, batch: DataProto, metrics: dict, logging_prefix: str = "global_seqlen",
+                       keep_minibatch: bool = False) -> None:
+        """verl's balancing, except with shared-prefix passes: equal rows per rank, groups whole where they fit,
+        any group count (``verl_ext/shared_prefix/rank_balance.py``); how many groups were cut is logged."""
+        if self.rank_balancing != GROUPS_ANY_COUNT:
+            super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, keep_minibatch=keep_minibatch)
+            return
+        row_lens = batch.batch["attention_mask"].sum(-1)
+        assignment = assign_groups_to_ranks(
+            list(batch.non_tensor_batch["uid"]), row_lens.tolist(), shared_part_lengths(batch).tolist(),
+            self._get_dp_size(self.actor_rollout_wg, "actor"),
+        )
+        batch.reorder(torch.tensor(assignment.order))
+        metrics[SPLIT_GROUPS_METRIC] = assignment.split_groups
+        metrics.update(log_seqlen_unbalance(seqlen_list=row_lens.tolist(), partitions=assignment.partitions,
+                                            prefix=logging_prefix))
+
     def _update_policy(self, batch: DataProto, metrics: dict, timing_raw: dict, is_last_step: bool) -> DataProto:
         """verl's PPO update path (old/ref log-probs, KL, rollout correction, advantages, actor, checkpoint, sync)."""
         if self.config.trainer.balance_batch:
             self._balance_batch(batch, metrics=metrics)
         if self.rpo.shared_prefix:
             add_shared_prefix_columns(batch)
+            metrics[IDEAL_METRIC] = whole_group_packed_frac(batch)
         batch.meta_info["global_token_num"] = torch.sum(batch.batch["attention_mask"], dim=-1).tolist()
         batch.meta_info["images_seqlens"] = [
             seqlen
@@ -413,6 +484,7 @@ class RayRPOTrainer(RayPPOTrainer):
         else:
             with marked_timer("old_log_prob", timing_raw, color="blue"):
                 old_log_prob, mfu = self._compute_old_log_prob(batch)
+                self._log_packing(metrics, "old_log_prob", self._pass_metrics.take())
                 actor_cfg = self.config.actor_rollout_ref.actor
                 entropy = agg_loss(
                     loss_mat=old_log_prob.batch.pop("entropys"),
@@ -434,6 +506,7 @@ class RayRPOTrainer(RayPPOTrainer):
         if self.use_reference_policy:
             with marked_timer("ref", timing_raw, color="olive"):
                 batch = batch.union(self._compute_ref_log_prob(batch))
+                self._log_packing(metrics, "ref", self._pass_metrics.take())
         if self.use_critic:
             with marked_timer("values", timing_raw, color="cyan"):
                 batch = batch.union(self._compute_values(batch))
@@ -470,6 +543,7 @@ class RayRPOTrainer(RayPPOTrainer):
             metrics.update(prefix_loss_tokens(batch))
         with marked_timer("update_actor", timing_raw, color="red"):
             actor_output = self._update_actor(batch)
+        self._log_packing(metrics, "update", actor_output.meta_info["metrics"], prefix="actor/")
         metrics.update(reduce_metrics(actor_output.meta_info["metrics"]))
         save_freq = self.config.trainer.save_freq
         # trainer.esi_redundant_time: save before an elastic instance / training plan expires.
@@ -484,3 +558,9 @@ class RayRPOTrainer(RayPPOTrainer):
         with marked_timer("update_weights", timing_raw, color="red"):
             self.checkpoint_manager.update_weights(self.global_steps)
         return batch
+
+    def _log_packing(self, metrics: dict, pass_name: str, worker_metrics: dict, prefix: str = "") -> None:
+        """``rpo/shared_prefix/packed_token_frac/<pass>`` from the workers' report (which is removed from
+        ``worker_metrics``); with ``rpo.shared_prefix=true`` a pass without a report is an error."""
+        if self.rpo.shared_prefix:
+            metrics[frac_metric(pass_name)] = require_packing(worker_metrics, pass_name, prefix)

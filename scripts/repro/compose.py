@@ -9,6 +9,10 @@ with hydra's compose API instead, with the config search path pointed at verl's 
 file*, located without importing verl (``rpo_trainer.yaml`` names it ``pkg://verl.trainer.config``, which would
 import it). The config is resolved, as ``main_rpo`` resolves it before starting, so the YAML printed is what the run
 gets. Nothing is read but config files: model and data paths need not exist.
+
+The composed config is then checked against the world size it names (``verl_ext.topology``, the check the trainer
+runs at start-up): a configuration the trainer would stop on at its first step is reported on stderr and the dry
+run exits with status 1.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from verl_ext.topology import TopologyError, check_topology  # noqa: E402  (no verl import; see the module)
 
 RECIPE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "recipe" / "rpo" / "config"
 CONFIG_NAME = "rpo_trainer"
@@ -35,13 +42,26 @@ def verl_config_dir() -> Path:
     return config_dir
 
 
-def compose_config(overrides: list[str]) -> str:
-    """The recipe's config with ``overrides`` applied, resolved, as YAML."""
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The recipe's config with ``overrides`` applied, resolved."""
     search_path = f"hydra.searchpath=[file://{verl_config_dir()}]"
     with initialize_config_dir(config_dir=str(RECIPE_CONFIG_DIR), version_base=None):
         config = compose(CONFIG_NAME, overrides=[search_path, *overrides])
-    return OmegaConf.to_yaml(config, resolve=True)
+    OmegaConf.resolve(config)
+    return config
+
+
+def main(overrides: list[str]) -> int:
+    config = compose_config(overrides)
+    sys.stdout.write(OmegaConf.to_yaml(config))
+    try:
+        for warning in check_topology(config, source="the composed configuration"):
+            print(f"compose.py: topology: {warning}", file=sys.stderr)
+    except TopologyError as error:
+        print(f"compose.py: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    sys.stdout.write(compose_config(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

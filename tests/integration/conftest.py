@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 
 @dataclass(frozen=True)
 class TinyRecipeRun:
     """``recipe.rpo.main_rpo`` on the random tiny model: ``prompts`` arithmetic prompts, one batch per step (so step 2
-    revisits every prompt of step 1), G=``group``, short answers, no validation, 2 steps, no checkpoints."""
+    revisits every prompt of step 1), G=``group``, short answers, no validation, 2 steps, no checkpoints, on
+    ``ranks`` data-parallel ranks (FSDP2 over gloo) and as many vLLM replicas."""
 
     assets: object
     prompts: int = 4
     group: int = 2
     response: int = 32
+    """The response budget; the offline cache's answers are built to fit it."""
     suffix_budget: int = 8
+    ranks: int = 1
 
     @property
     def keys(self) -> set[str]:
@@ -44,6 +51,7 @@ class TinyRecipeRun:
             "trainer.save_freq=-1",
             "trainer.logger=[console,file]",
             f"trainer.default_local_dir={ckpt_dir}",
+            f"trainer.n_gpus_per_node={self.ranks}",
             *extra,
         ]
 
@@ -51,3 +59,33 @@ class TinyRecipeRun:
 @pytest.fixture
 def tiny_run(tiny_assets) -> TinyRecipeRun:
     return TinyRecipeRun(tiny_assets)
+
+
+@pytest.fixture
+def multi_rank_run(tiny_assets) -> TinyRecipeRun:
+    """Two ranks and three prompt groups per step: not a multiple of the ranks, so one group is cut across them."""
+    return TinyRecipeRun(tiny_assets, prompts=3, ranks=2)
+
+
+@dataclass(frozen=True)
+class OfflineCache:
+    path: Path
+    prompts: int
+    """Entries: the first ``prompts`` training prompts, every prompt of a :class:`TinyRecipeRun`."""
+    response: int
+    """The response budget the answers were generated under (a :class:`TinyRecipeRun`'s)."""
+
+
+@pytest.fixture(scope="session")
+def offline_cache(tiny_assets, tmp_path_factory) -> OfflineCache:
+    """The cache built once by ``data_prep/build_cache.py`` with vLLM's CPU build, as a user runs it (behaviour
+    log-probs included)."""
+    cache = OfflineCache(tmp_path_factory.mktemp("offline_cache") / "cache.parquet", 8, TinyRecipeRun.response)
+    command = [
+        sys.executable, "data_prep/build_cache.py", "--model", str(tiny_assets.model_dir),
+        "--data", str(tiny_assets.train_path), "--out", str(cache.path), "--response-length", str(cache.response),
+        "--max-samples", str(cache.prompts), "--dtype", "float32", "--store-logprobs",
+    ]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return cache

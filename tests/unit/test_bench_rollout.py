@@ -159,6 +159,36 @@ def test_cli_defaults_and_acceptance_interface(bench, tmp_path):
             bench.parse_args(bad)
 
 
+def test_passes_use_the_scripts_dynamic_batch_size_and_static_arms_switch_per_step(bench, tmp_path):
+    """The run uses scripts/repro's settings (dynamic batch size, 6 x prompt + response per GPU, log-prob passes
+    twice that); a *_static step puts fixed micro-batches in its batch; --gpus: ranks and rollout replicas."""
+    args = bench.parse_args(["--response-length", "2048", "--max-prompt-length", "64", "--gpus", "2"])
+    overrides = bench.recipe_overrides(args, "/m", "/d.parquet", tmp_path)
+    assert "trainer.n_gpus_per_node=2" in overrides
+    assert {"actor_rollout_ref.actor.use_dynamic_bsz=true", "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=true",
+            "actor_rollout_ref.ref.log_prob_use_dynamic_bsz=true",
+            "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=12672",
+            "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=25344",
+            "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=25344"} <= set(overrides)
+    assert bench.static_batching(8) == {"use_dynamic_bsz": False, "micro_batch_size_per_gpu": 8}
+    assert bench.parse_args(["--arms", "rpo", "full", "rpo_static", "full_static"]).micro_batch_size == 8
+    for bad in (["--gpus", "0"], ["--arms", "rpo", "full", "rpo_static"], ["--micro-batch-size", "0"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(bad)
+
+
+def test_static_arms_are_divided_by_the_static_full_path(bench):
+    records = []
+    for step, (arm, seconds) in enumerate([("rpo", 2.0), ("full", 10.0), ("rpo_static", 3.0), ("full_static", 12.0)],
+                                          start=2):
+        records.append({"step": step, "phase": "counted", "arm": arm,
+                        **{field: seconds for field in bench.RECORD_METRICS}})
+    summary = bench.summarize(records, {}, {}, arms=["rpo", "full", "rpo_static", "full_static"])
+    assert summary["step_time_ratio"] == pytest.approx(0.2)
+    assert summary["rpo_static/step_time_ratio"] == pytest.approx(0.25)
+    assert "full_static/step_time_ratio" not in summary
+
+
 def test_tiny_context_covers_the_budget(bench):
     assert bench.tiny_max_positions(2048 + 64) == 8192
     assert bench.tiny_max_positions(8192 + 64) == 9216

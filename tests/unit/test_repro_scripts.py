@@ -14,6 +14,9 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from omegaconf import OmegaConf
+
+from verl_ext.topology import check_topology
 
 REPO = Path(__file__).resolve().parents[2]
 REPRO = REPO / "scripts" / "repro"
@@ -37,12 +40,20 @@ def script_env(tmp_home: Path, **env: str) -> dict[str, str]:
             "DRY_RUN": "1", **env}
 
 
-def dry_run(script: str, tmp_home: Path, *args: str, **env: str) -> dict[str, Any]:
-    """The flattened config a script's dry run prints."""
+def dry_run_nested(script: str, tmp_home: Path, *args: str, topology_may_fail: bool = False,
+                   **env: str) -> dict[str, Any]:
+    """The config a script's dry run prints. The dry run then runs the start-up topology check and exits with 1 if
+    it fails; ``topology_may_fail`` leaves that verdict to the caller."""
     result = subprocess.run(["bash", str(REPRO / script), *args], env=script_env(tmp_home, **env),
                             capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return flatten(yaml.safe_load(result.stdout))
+    refused = result.returncode == 1 and "the trainer would stop at the first step" in result.stderr
+    assert result.returncode == 0 or (topology_may_fail and refused), result.stderr[-3000:]
+    return yaml.safe_load(result.stdout)
+
+
+def dry_run(script: str, tmp_home: Path, *args: str, **env: str) -> dict[str, Any]:
+    """The flattened config a script's dry run prints."""
+    return flatten(dry_run_nested(script, tmp_home, *args, **env))
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -64,11 +75,40 @@ def with_derived(keys: set[str]) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def configs(tmp_path_factory) -> dict[str, dict[str, Any]]:
-    """The dry-run config of each of the eight runs, composed concurrently (each is a few seconds of hydra)."""
+def nested_configs(tmp_path_factory) -> dict[tuple[str, str], dict[str, Any]]:
+    """The dry-run config of each of the eight runs with SHARED_PREFIX=1 (the default) and 0, composed concurrently
+    (each is a few seconds of hydra)."""
     home = tmp_path_factory.mktemp("home")
+    keys = list(itertools.product(RUNS, ("1", "0")))
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(RUNS, pool.map(lambda run: dry_run(f"{run}.sh", home), RUNS)))
+        return dict(zip(keys, pool.map(
+            lambda key: dry_run_nested(f"{key[0]}.sh", home, topology_may_fail=True, SHARED_PREFIX=key[1]), keys)))
+
+
+@pytest.fixture(scope="module")
+def configs(nested_configs) -> dict[str, dict[str, Any]]:
+    """The flattened dry-run config of each of the eight runs as users run them (SHARED_PREFIX=1)."""
+    return {run: flatten(nested_configs[(run, "1")]) for run in RUNS}
+
+
+@pytest.mark.parametrize("shared_prefix", ["1", "0"])
+@pytest.mark.parametrize("run", RUNS)
+def test_topology_every_script_holds_on_the_gpus_it_names(nested_configs, run, shared_prefix):
+    """What the trainer would stop on at step 1 on the script's 8 GPUs (84 groups of 16 rows, dynamic batch size):
+    the check the trainer runs at start-up, on the config the script composes. Before the recipe balanced ranks
+    itself, SHARED_PREFIX=1 failed here: verl's group balancing needs 84 % 8 == 0."""
+    config = nested_configs[(run, shared_prefix)]
+    assert config["trainer"]["n_gpus_per_node"] == 8 and config["rpo"]["shared_prefix"] is (shared_prefix == "1")
+    check_topology(OmegaConf.create(config), source=f"{run}.sh SHARED_PREFIX={shared_prefix}")
+
+
+def test_topology_refusal_stops_the_dry_run(tmp_path):
+    result = subprocess.run(["bash", str(REPRO / "run_grpo_1.5b_rpo.sh")],
+                            env=script_env(tmp_path, TRAIN_BATCH_SIZE="3", GROUP_SIZE="3"), capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 1
+    assert "cannot run on its 8 GPUs; the trainer would stop at the first step" in result.stderr
+    assert "9 rows per step (data.train_batch_size=3 x actor_rollout_ref.rollout.n=3)" in result.stderr
 
 
 def test_every_script_parses():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from verl_ext.shared_prefix.check import TINY_MODELS, GroupSpec, run_check
+from verl_ext.shared_prefix.check import TINY_MODELS, GroupSpec, run_check, tiny_model
+from verl_ext.shared_prefix.support import SUPPORTED_MODEL_TYPES, model_refusals
 from verl_ext.shared_prefix.layout import SharedPrefixMismatch, gather_row_logprobs, pack_rows
 
 
@@ -46,9 +47,27 @@ def test_shared_prefix_gather_gives_each_row_its_own_next_token_at_the_shared_pa
 
 @pytest.mark.parametrize("model", sorted(TINY_MODELS))
 def test_shared_prefix_grouped_attention_matches_per_row_forward_and_backward(model):
+    """Every family the passes accept (support.SUPPORTED_MODEL_TYPES), token for token and gradient for gradient."""
     result = run_check(model, "cpu", groups=(GroupSpec(30, (1, 6, 11, 2)), GroupSpec(9, (14, 1))))
     assert result.packed_tokens < result.row_tokens
     assert result.logprob_max_abs < 1e-5 and result.entropy_max_abs < 1e-5 and result.grad_max_rel < 1e-5, result
+    assert result.attention_calls == result.attention_layers == 2
+
+
+def test_every_accepted_family_has_an_exactness_check():
+    assert set(TINY_MODELS) == set(SUPPORTED_MODEL_TYPES)
+
+
+def test_a_hybrid_model_is_refused_and_would_be_wrong():
+    """Qwen3-Next mixes tokens in linear-attention layers: packed, one suffix sees another through their state. The
+    refusal is not only an allow-list: its packed forward reaches the grouped attention in one of its two layers,
+    which the engine's per-forward count rejects, and its gradients differ."""
+    result = run_check("qwen3_next", "cpu", groups=(GroupSpec(30, (1, 6, 11, 2)), GroupSpec(9, (14, 1))))
+    assert result.attention_calls == 1 and result.attention_layers == 2
+    assert result.grad_max_rel > 1e-2, result
+    reasons = model_refusals(tiny_model("qwen3_next").config)
+    assert any("model_type='qwen3_next'" in r for r in reasons)
+    assert any("layer_types ['full_attention', 'linear_attention']" in r for r in reasons)
 
 
 def test_shared_prefix_attention_is_not_used_without_the_layout():

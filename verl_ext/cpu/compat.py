@@ -33,28 +33,31 @@ def require_parameters(
     qualname: str,
     distribution: str,
     written_for: str,
+    component: str = "verl_ext.cpu",
 ) -> None:
-    """Raise BackendCompatibilityError unless ``func`` takes exactly the leading parameters ``expected``."""
+    """Raise BackendCompatibilityError unless ``func`` takes exactly the leading parameters ``expected``;
+    ``component`` names the part of this package that relies on it."""
     try:
         params = list(inspect.signature(func).parameters)
     except (TypeError, ValueError) as exc:
         raise BackendCompatibilityError(
-            f"verl_ext.cpu cannot inspect {qualname} ({exc}); the patch was written for {distribution} "
+            f"{component} cannot inspect {qualname} ({exc}); the patch was written for {distribution} "
             f"{written_for}, installed: {installed_version(distribution)}."
         ) from exc
     if params[: len(expected)] != list(expected):
         raise BackendCompatibilityError(
-            f"verl_ext.cpu patches {qualname}, written for {distribution} {written_for} where its parameters "
+            f"{component} relies on {qualname}, written for {distribution} {written_for} where its parameters "
             f"start with {tuple(expected)}; the installed {distribution} {installed_version(distribution)} has "
-            f"{tuple(params)}. Update verl_ext/cpu for this version or install {distribution}=={written_for}."
+            f"{tuple(params)}. Update {component} for this version or install {distribution}=={written_for}."
         )
 
 
-def require_attribute(owner: Any, name: str, *, qualname: str, distribution: str, written_for: str) -> Any:
+def require_attribute(owner: Any, name: str, *, qualname: str, distribution: str, written_for: str,
+                      component: str = "verl_ext.cpu") -> Any:
     """Return ``owner.name`` or raise BackendCompatibilityError naming what disappeared."""
     if not hasattr(owner, name):
         raise BackendCompatibilityError(
-            f"verl_ext.cpu expects {qualname} (written for {distribution} {written_for}); the installed "
+            f"{component} expects {qualname} (written for {distribution} {written_for}); the installed "
             f"{distribution} {installed_version(distribution)} has no such attribute."
         )
     return getattr(owner, name)

@@ -16,6 +16,7 @@ from verl import DataProto
 from ..rollout.agent_loop import OUT_PREFIX_LEN
 from .attention import SUPPORTED_ATTENTION
 from .engine import GROUP_KEY, SHARED_LEN_KEY
+from .rank_balance import group_members, packed_cost
 
 
 def shared_part_lengths(batch: DataProto) -> torch.Tensor:
@@ -24,6 +25,15 @@ def shared_part_lengths(batch: DataProto) -> torch.Tensor:
     prompt_lens = batch.batch["attention_mask"][:, :prompt_width].sum(-1).to(torch.long)
     prefix = batch.non_tensor_batch.get(OUT_PREFIX_LEN, np.zeros(len(batch), dtype=np.int64))
     return prompt_lens + torch.as_tensor(np.asarray(prefix, dtype=np.int64))
+
+
+def whole_group_packed_frac(batch: DataProto) -> float:
+    """Packed over row tokens if every group were packed whole (no micro-batch or rank cutting one apart): the best
+    the shared-prefix passes can do on this batch, ``(P + G*S) / (G*(P + S))`` for G equal rows."""
+    row_lens = batch.batch["attention_mask"].sum(-1).tolist()
+    shared = shared_part_lengths(batch).tolist()
+    packed = sum(packed_cost(rows, row_lens, shared) for rows in group_members(list(batch.non_tensor_batch["uid"])))
+    return packed / max(sum(row_lens), 1)
 
 
 def add_shared_prefix_columns(batch: DataProto) -> None:

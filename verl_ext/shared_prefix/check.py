@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, PretrainedConfig, PreTrainedModel, Qwen2Config, Qwen2ForCausalLM
+from transformers import CONFIG_MAPPING, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from .attention import SHARED_PREFIX_KWARG, install_grouped_attention
 from .layout import gather_row_logprobs, gather_row_values, pack_rows
+from .support import SUPPORTED_MODEL_TYPES, attention_layer_count
 
 VOCAB = 96
 EOS = 1
@@ -28,18 +29,28 @@ def tiny_config(config_cls: type[PretrainedConfig], vocab_size: int, eos_token_i
                       attn_implementation="sdpa", **{"max_position_embeddings": 512, **extra})
 
 
-def _tiny(config_cls: type[PretrainedConfig], model_cls: type[PreTrainedModel]) -> Callable[[], PreTrainedModel]:
-    def build() -> PreTrainedModel:
-        return model_cls(tiny_config(config_cls, VOCAB, EOS))
-
-    return build
-
-
-TINY_MODELS: dict[str, Callable[[], PreTrainedModel]] = {
-    "qwen2": _tiny(Qwen2Config, Qwen2ForCausalLM),
-    "llama": _tiny(LlamaConfig, LlamaForCausalLM),
+FAMILY_SETTINGS: dict[str, dict] = {
+    "mistral": {"sliding_window": None},  # Mistral v0.2 and later; v0.1's 4096-token window is refused
+    "qwen3_next": {"layer_types": ["linear_attention", "full_attention"], "linear_num_key_heads": 2,
+                   "linear_num_value_heads": 2, "linear_key_head_dim": 16, "linear_value_head_dim": 16},
 }
-"""Two architecture families verl's FSDP engine supports."""
+"""Per model type, what the tiny config sets beyond the shared shape (``qwen3_next``: the refused hybrid)."""
+
+
+def tiny_model(model_type: str) -> PreTrainedModel:
+    """A random tiny model of ``model_type`` in the shape of :func:`tiny_config`."""
+    config_cls = CONFIG_MAPPING[model_type]
+    config = tiny_config(config_cls, VOCAB, EOS, pad_token_id=0, bos_token_id=0, **FAMILY_SETTINGS.get(model_type, {}))
+    return AutoModelForCausalLM.from_config(config)
+
+
+def _tiny(model_type: str) -> Callable[[], PreTrainedModel]:
+    return lambda: tiny_model(model_type)
+
+
+TINY_MODELS: dict[str, Callable[[], PreTrainedModel]] = {model_type: _tiny(model_type)
+                                                        for model_type in SUPPORTED_MODEL_TYPES}
+"""Every family the shared-prefix passes accept (``support.SUPPORTED_MODEL_TYPES``), each checked here."""
 
 
 @dataclass(frozen=True)
@@ -91,12 +102,16 @@ class CheckResult:
     entropy_max_abs: float
     grad_max_rel: float
     """Largest over parameters of max |g_packed - g_rows| / max |g_rows|."""
+    attention_calls: int
+    """Grouped attention calls in the packed forward; the engine requires one per attention layer."""
+    attention_layers: int
 
 
 def run_check(model_name: str, device: str, groups: Sequence[GroupSpec] = DEFAULT_GROUPS, seed: int = 0) -> CheckResult:
+    """``model_name``: a model type (any, so that refused families can be shown to differ)."""
     install_grouped_attention()
     torch.manual_seed(seed)
-    model = TINY_MODELS[model_name]().to(device=device, dtype=torch.float32)
+    model = tiny_model(model_name).to(device=device, dtype=torch.float32)
     rows, shared_lens, group_ids = rpo_rows(groups, torch.Generator().manual_seed(seed))
     rows = [row.to(device) for row in rows]
     labels = torch.roll(torch.cat(rows), -1)
@@ -114,7 +129,8 @@ def run_check(model_name: str, device: str, groups: Sequence[GroupSpec] = DEFAUL
     packed = model(input_ids=layout.input_ids.unsqueeze(0), position_ids=layout.position_ids.unsqueeze(0),
                    attention_mask=torch.ones_like(layout.input_ids).unsqueeze(0),
                    **{SHARED_PREFIX_KWARG: layout}).logits[0]
-    if layout.attention_calls == 0:
+    attention_calls = layout.attention_calls
+    if attention_calls == 0:
         raise RuntimeError("the grouped attention was not reached")
     logprobs = gather_row_logprobs(packed, labels, layout.token_index, _logprobs)
     entropy = gather_row_values(_entropy(packed), layout.token_index)
@@ -127,5 +143,5 @@ def run_check(model_name: str, device: str, groups: Sequence[GroupSpec] = DEFAUL
         model=model_name, device=device, row_tokens=layout.row_tokens, packed_tokens=layout.packed_tokens,
         logprob_max_abs=(logprobs - ref_logprobs).abs().max().item(),
         entropy_max_abs=(entropy - ref_entropy).abs().max().item(),
-        grad_max_rel=grad_rel,
+        grad_max_rel=grad_rel, attention_calls=attention_calls, attention_layers=attention_layer_count(model.config),
     )

@@ -44,9 +44,26 @@ from ..tiny import ensure_tiny_assets
 from .batch import add_shared_prefix_columns
 from .check import tiny_config
 from .layout import SharedPrefixMismatch
+from .packing_metrics import packed_token_frac
 
 RECIPE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "recipe" / "rpo" / "config"
 PROMPT_TOKENS = 32
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a pass forms its micro-batches: a fixed row count, or (``max_token_len`` set) verl's dynamic batch size
+    with that token budget per micro-batch."""
+
+    micro_batch_size: int = 1
+    max_token_len: int | None = None
+
+    @property
+    def dynamic(self) -> bool:
+        return self.max_token_len is not None
+
+    def describe(self) -> str:
+        return f"tokens<={self.max_token_len}" if self.dynamic else f"rows<={self.micro_batch_size}"
 
 
 @dataclass(frozen=True)
@@ -138,10 +155,10 @@ class EngineUnderTest:
     def tokenizer(self) -> Any:
         return self.model_config.tokenizer
 
-    def run(self, batch: DataProto, shared_prefix: bool, forward_only: bool, micro_batch_size: int,
+    def run(self, batch: DataProto, shared_prefix: bool, forward_only: bool, batching: Batching,
             loss_agg_mode: str = "token-mean") -> dict[str, Any]:
         """One pass as verl's trainer runs it: log-probs and entropy (forward only) or the loss and every
-        parameter's gradient (training)."""
+        parameter's gradient (training); with the option on, also the packed and row tokens the engine reports."""
         batch = DataProto.from_dict(tensors=dict(batch.batch), non_tensors=dict(batch.non_tensor_batch),
                                     meta_info=dict(batch.meta_info))
         if shared_prefix:
@@ -150,8 +167,9 @@ class EngineUnderTest:
         tu.assign_non_tensor(
             data, calculate_entropy=True, calculate_sum_pi_squared=forward_only, global_batch_size=len(batch),
             compute_loss=not forward_only,
-            use_remove_padding=self.engine.engine_config.use_remove_padding, use_dynamic_bsz=False,
-            micro_batch_size_per_gpu=micro_batch_size, use_fused_kernels=False, max_token_len_per_gpu=1 << 16,
+            use_remove_padding=self.engine.engine_config.use_remove_padding, use_dynamic_bsz=batching.dynamic,
+            micro_batch_size_per_gpu=batching.micro_batch_size, use_fused_kernels=False,
+            max_token_len_per_gpu=batching.max_token_len or 1 << 16,
         )
         loss_fn = None if forward_only else partial(
             ppo_loss, config=dataclasses.replace(self.actor_config, loss_agg_mode=loss_agg_mode))
@@ -159,10 +177,13 @@ class EngineUnderTest:
         with self.engine.eval_mode() if forward_only else self.engine.train_mode():
             output = self.engine.forward_backward_batch(data, loss_function=loss_fn, forward_only=forward_only)
             grads = {name: _full(p.grad) for name, p in self.engine.module.named_parameters() if p.grad is not None}
+        packing = {"packed_token_frac": packed_token_frac(output["metrics"])}
         if forward_only:
-            return {key: _values(output["model_output"][key]) for key in ("log_probs", "entropy", "sum_pi_squared")}
-        return {"metrics": {k: float(np.sum(m.values)) for k, m in output["metrics"].items()
-                            if k in ("actor/pg_loss", "kl_loss", "actor/entropy_loss")}, "grads": grads}
+            return {**packing, **{key: _values(output["model_output"][key])
+                                  for key in ("log_probs", "entropy", "sum_pi_squared")}}
+        return {**packing, "grads": grads,
+                "metrics": {k: float(np.sum(m.values)) for k, m in output["metrics"].items()
+                            if k in ("actor/pg_loss", "kl_loss", "actor/entropy_loss")}}
 
 
 def _full(tensor: torch.Tensor) -> torch.Tensor:
@@ -170,7 +191,10 @@ def _full(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _values(tensor: torch.Tensor) -> torch.Tensor:
-    return (tensor.values() if tensor.is_nested else tensor).detach().clone()
+    """A per-token output without each row's last position: its label is the next row's first token of the same
+    micro-batch (verl rolls the flattened micro-batch), so it depends on how rows were grouped into micro-batches,
+    and verl never reads it (``no_padding_2_padding`` takes positions ``prompt - 1 .. end - 2``)."""
+    return torch.cat([row[:-1] for row in tensor.unbind()]).detach().clone()
 
 
 def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -182,23 +206,35 @@ EXACTNESS_GROUPS: dict[int, tuple[Group, ...]] = {
     2: (Group(7, 10, (1, 13)), Group(12, 0, (9, 30)), Group(4, 25, (6, 1))),
     4: (Group(7, 10, (1, 9, 20, 4)), Group(12, 0, (12, 3, 30, 8))),
 }
-SPLITTING_MICRO_BATCH = {2: 3, 4: 2}
-"""Per G, a micro-batch size that divides the batch but cuts groups apart."""
+SPLITTING_TOKEN_BUDGET = 45
+"""Holds every row of :data:`EXACTNESS_GROUPS` (at most 42 tokens) but no whole group of more than one row: the
+dynamic micro-batches must cut groups apart."""
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean")
 
 
+def batchings(group_size: int) -> dict[str, Batching]:
+    """Per G, the micro-batching of each case: whole groups and groups cut apart, by rows and by tokens."""
+    return {
+        "rows_whole": Batching(micro_batch_size=group_size),
+        "rows_split": Batching(micro_batch_size=group_size // 2),
+        "tokens_whole": Batching(max_token_len=1 << 12),
+        "tokens_split": Batching(max_token_len=SPLITTING_TOKEN_BUDGET),
+    }
+
+
 def exactness_cases(engines: dict[str, EngineUnderTest]) -> Iterator[dict[str, Any]]:
-    """Every pass with the option on against off: per model, G, micro-batch size and loss aggregation mode."""
+    """Every pass with the option on against off: per model, G, micro-batching and loss aggregation mode."""
     for model, engine in engines.items():
         vocab, eos, pad = len(engine.tokenizer), engine.tokenizer.eos_token_id, engine.tokenizer.pad_token_id
         for group_size, groups in EXACTNESS_GROUPS.items():
             batch = rpo_batch(groups, vocab, eos, pad, seed=group_size)
-            # A micro-batch of whole groups, and one that splits groups.
-            for micro in (group_size, SPLITTING_MICRO_BATCH[group_size]):
-                case = {"model": model, "group_size": group_size, "micro_batch_size": micro, "rows": len(batch)}
-                off = engine.run(batch, shared_prefix=False, forward_only=True, micro_batch_size=micro)
-                on = engine.run(batch, shared_prefix=True, forward_only=True, micro_batch_size=micro)
-                yield {**case, "pass": "forward",
+            for name, batching in batchings(group_size).items():
+                case = {"model": model, "group_size": group_size, "batching": name, "dynamic": batching.dynamic,
+                        "rows": len(batch), "ideal_packed_token_frac": whole_group_frac(groups)}
+                off = engine.run(batch, shared_prefix=False, forward_only=True, batching=batching)
+                on = engine.run(batch, shared_prefix=True, forward_only=True, batching=batching)
+                yield {**case, "pass": "forward", "packed_token_frac": on["packed_token_frac"],
+                       "packed_token_frac_off": off["packed_token_frac"],
                        "log_probs_max_abs": float((on["log_probs"] - off["log_probs"]).abs().max()),
                        "log_probs_max_rel": float(((on["log_probs"] - off["log_probs"]).abs()
                                                    / off["log_probs"].abs().clamp_min(1e-6)).max()),
@@ -206,14 +242,22 @@ def exactness_cases(engines: dict[str, EngineUnderTest]) -> Iterator[dict[str, A
                        "sum_pi_squared_max_rel": _max_rel(on["sum_pi_squared"], off["sum_pi_squared"]),
                        "tokens": int(off["log_probs"].numel())}
                 for mode in LOSS_AGG_MODES:
-                    off = engine.run(batch, shared_prefix=False, forward_only=False, micro_batch_size=micro,
+                    off = engine.run(batch, shared_prefix=False, forward_only=False, batching=batching,
                                      loss_agg_mode=mode)
-                    on = engine.run(batch, shared_prefix=True, forward_only=False, micro_batch_size=micro,
+                    on = engine.run(batch, shared_prefix=True, forward_only=False, batching=batching,
                                     loss_agg_mode=mode)
                     yield {**case, "pass": "update", "loss_agg_mode": mode,
+                           "packed_token_frac": on["packed_token_frac"],
                            "metrics": {k: [off["metrics"][k], on["metrics"][k]] for k in off["metrics"]},
                            "grad_max_rel": max(_max_rel(on["grads"][n], off["grads"][n]) for n in off["grads"]),
                            "grad_params": len(off["grads"]), "grad_params_on": len(on["grads"])}
+
+
+def whole_group_frac(groups: Sequence[Group]) -> float:
+    """Packed over row tokens when every group is packed whole: each shared part (prompt + prefix) once."""
+    packed = sum(g.prompt_len + g.prefix_len + sum(g.suffix_lens) for g in groups)
+    rows = sum(len(g.suffix_lens) * (g.prompt_len + g.prefix_len) + sum(g.suffix_lens) for g in groups)
+    return packed / rows
 
 
 def mismatch_case(engine: EngineUnderTest) -> dict[str, Any]:
@@ -226,10 +270,29 @@ def mismatch_case(engine: EngineUnderTest) -> dict[str, Any]:
         column = position if key == "input_ids" else position - prompt_width
         batch.batch[key][1, column] = (batch.batch[key][1, column] + 1) % len(tok)
     try:
-        engine.run(batch, shared_prefix=True, forward_only=True, micro_batch_size=2)
+        engine.run(batch, shared_prefix=True, forward_only=True, batching=Batching(micro_batch_size=2))
     except SharedPrefixMismatch as error:
         return {"refused": True, "message": str(error)}
     return {"refused": False, "message": ""}
+
+
+def engine_refusal_cases(engine: EngineUnderTest) -> dict[str, str]:
+    """The engine's own defences, on its first packed pass: a model config it cannot serve (attention dropout, as a
+    worker would load it), and a forward that reached the grouped attention fewer times than the model has
+    attention layers. Each entry is the error message (empty if the pass ran)."""
+    tok = engine.tokenizer
+    batch = rpo_batch(EXACTNESS_GROUPS[2][:1], len(tok), tok.eos_token_id, tok.pad_token_id)
+    inner, hf_config = engine.engine, engine.model_config.hf_config
+    messages = {}
+    for name, layers, dropout in (("attention_dropout", None, 0.1), ("attention_calls", 3, 0.0)):
+        inner._attention_layers, hf_config.attention_dropout = layers, dropout
+        try:
+            engine.run(batch, shared_prefix=True, forward_only=True, batching=Batching(micro_batch_size=2))
+            messages[name] = ""
+        except (ValueError, RuntimeError) as error:
+            messages[name] = str(error)
+    inner._attention_layers, hf_config.attention_dropout = None, 0.0
+    return messages
 
 
 def memory_case(engine: EngineUnderTest, shared_prefix: bool, prompt_len: int, prefix_len: int, suffix_len: int,
@@ -239,7 +302,8 @@ def memory_case(engine: EngineUnderTest, shared_prefix: bool, prompt_len: int, p
     batch = rpo_batch([Group(prompt_len, prefix_len, (suffix_len,) * group_size)] * groups, len(tok),
                       tok.eos_token_id, tok.pad_token_id)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    engine.run(batch, shared_prefix=shared_prefix, forward_only=False, micro_batch_size=group_size * groups)
+    engine.run(batch, shared_prefix=shared_prefix, forward_only=False,
+               batching=Batching(micro_batch_size=group_size * groups))
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"shared_prefix": shared_prefix, "peak_rss_mib_before": before / 1024, "peak_rss_mib": after / 1024,
             "rows": len(batch), "row_tokens": prompt_len + prefix_len + suffix_len}
@@ -269,7 +333,8 @@ def main() -> None:
                 "qwen2_remove_padding": EngineUnderTest(qwen_dir, ["actor_rollout_ref.model.use_remove_padding=true"]),
             }
             result: dict[str, Any] = {"cases": list(exactness_cases(engines)),
-                                      "mismatch": mismatch_case(engines["qwen2"])}
+                                      "mismatch": mismatch_case(engines["qwen2"]),
+                                      "refusals": engine_refusal_cases(engines["llama"])}
         else:
             length = PROMPT_TOKENS + args.prefix_len + args.suffix_len
             qwen_dir = ensure_tiny_assets(Path(tmp) / "long", max_positions=length).model_dir
