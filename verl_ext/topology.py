@@ -69,7 +69,14 @@ class Topology:
         return int(self.get(f"actor_rollout_ref.{role}.ulysses_sequence_parallel_size", 1))
 
     def dp(self, role: str) -> int:
-        """Data-parallel ranks of the actor or reference model (FSDP: the world over sequence parallelism)."""
+        """Data-parallel ranks of the actor or reference model: the world over sequence parallelism (FSDP) or over
+        tensor x pipeline x context parallelism (Megatron, as verl's ``validate_config`` counts them)."""
+        section = f"actor_rollout_ref.{role}"
+        if self.get(f"{section}.strategy") == "megatron":
+            model_parallel = (int(self.get(f"{section}.megatron.tensor_model_parallel_size", 1))
+                              * int(self.get(f"{section}.megatron.pipeline_model_parallel_size", 1))
+                              * int(self.get(f"{section}.megatron.context_parallel_size", 1)))
+            return max(self.world // model_parallel, 1)
         return max(self.world // self.sp(role), 1)
 
     @property

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from verl_ext.topology import RULES, WARNINGS, TopologyError, check_topology, topology_report
+from verl_ext.topology import RULES, WARNINGS, Topology, TopologyError, check_topology, topology_report
 
 
 def config(**overrides):
@@ -72,6 +72,17 @@ def test_each_rule_names_the_settings_it_refuses(overrides, message):
         check_topology(config(**overrides), source="test.yaml")
     assert "test.yaml cannot run on its 2 GPUs" in str(error.value)
     assert message in str(error.value), str(error.value)
+
+
+def test_megatron_ranks_are_the_world_over_model_parallelism():
+    """4 prompts x G=3 = 12 rows: not a multiple of 8 FSDP ranks, a multiple of Megatron's 4 (TP 2 on 8 GPUs)."""
+    fsdp = config(**{"trainer.n_gpus_per_node": 8, "actor_rollout_ref.rollout.n": 3})
+    megatron = config(**{"trainer.n_gpus_per_node": 8, "actor_rollout_ref.rollout.n": 3,
+                         "actor_rollout_ref.actor.strategy": "megatron", "actor_rollout_ref.ref.strategy": "megatron",
+                         "actor_rollout_ref.actor.megatron.tensor_model_parallel_size": 2,
+                         "actor_rollout_ref.ref.megatron.tensor_model_parallel_size": 2})
+    dispatch = RULES["dispatch"]
+    assert dispatch(Topology(fsdp)) and not dispatch(Topology(megatron))
 
 
 def test_every_violation_is_reported_at_once():
