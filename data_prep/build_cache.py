@@ -7,7 +7,7 @@
 then train with ``rpo.cache.init_path=<out>``: the first step cuts these answers instead of seeding every prompt with
 a full-length rollout. Use the model, training files, response length (``data.max_response_length``) and key mode
 (``rpo.cache.key``) of the run; the trainer refuses a file written for another tokenizer or key mode. The logic lives
-in ``verl_ext/offline_cache.py``.
+in ``verl_ext/cache/offline.py``.
 
 On a machine without a GPU, vLLM's CPU build is used (eager mode; ``VLLM_CPU_KVCACHE_SPACE`` defaults to
 ``--cpu-kv-cache-gib``).
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from verl_ext.keys import KEY_MODES
-from verl_ext.offline_cache import (
+from verl_ext.cache.keys import KEY_MODES
+from verl_ext.cache.offline import (
     DEFAULT_SEED,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from verl_ext.data_prep import REGISTRY, get_spec, prepare, write_parquet
-from verl_ext.prompts import SYSTEM_PROMPT
+from verl_ext.data_prep.prompts import SYSTEM_PROMPT
 
 DEFAULT_OUT_DIR = Path("~/data/rpo")
 

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from verl_ext.shared_prefix.check import TINY_MODELS, run_check  # noqa: E402
+from verl_ext.experiments.shared_prefix_check import TINY_MODELS, run_check  # noqa: E402
 
 TOLERANCE = 1e-5
 

@@ -18,4 +18,4 @@ export TENSORBOARD_DIR=${TENSORBOARD_DIR:-$RPO_TINY_DIR/runs/tensorboard}
 mkdir -p "$(dirname "$VERL_FILE_LOGGER_PATH")"
 $py -m recipe.rpo.main_rpo --config-name rpo_cpu_tiny "$@"
 echo
-$py -m verl_ext.run_summary "$VERL_FILE_LOGGER_PATH" --tensorboard "$TENSORBOARD_DIR"
+$py -m verl_ext.experiments.run_summary "$VERL_FILE_LOGGER_PATH" --tensorboard "$TENSORBOARD_DIR"

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
-"""Does RPO learn? The learning testbed's command line; the logic is the package :mod:`verl_ext.learning`.
+"""Does RPO learn? The learning testbed's command line; the logic is the package :mod:`verl_ext.experiments.learning`.
 
     python scripts/learning_experiment.py [--arms full rpo rpo_null ...] [--seeds 0 1 2] [--resume] [--replot]
 """
 
 import sys
 
-from verl_ext.learning.cli import main
+from verl_ext.experiments.learning.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,11 +3,11 @@ and for each option whether the RPO loop honours it (and in which method) or ref
 
 ``RayRPOTrainer`` replaces verl's ``fit`` (RPO's rollout, the DAPO filter and the cache update sit inside the step),
 so whatever verl's loop does beyond that must be carried over or refused out loud: a user who sets an option must
-never get nothing with no word about it. :data:`VERL_FIT_OPTIONS` is the list; ``tests/unit/test_fit_parity.py``
+never get nothing with no word about it. :data:`VERL_FIT_OPTIONS` is the list; ``tests/recipe/test_fit_options.py``
 reads verl's ``fit`` source and fails when verl reads an option the list does not name.
 
-The helpers below are the pieces of verl's loop that the RPO loop shares: the profiler's step schedule and GDPO's
-per-component reward metrics.
+The helpers below are the pieces of verl's loop that the RPO loop shares: the profiler's step schedule, the per-step
+metrics verl logs and GDPO's per-component reward metrics.
 """
 
 from __future__ import annotations
@@ -16,8 +16,17 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 import numpy as np
+from verl import DataProto
+from verl.trainer.ppo.core_algos import AdvantageEstimator
+from verl.trainer.ppo.metric_utils import (
+    compute_data_metrics,
+    compute_throughout_metrics,
+    compute_timing_metrics,
+    compute_variance_proxy_metrics,
+)
+from verl.trainer.ppo.ray_trainer import compute_spec_decode_metrics
 
-from verl_ext.rpo_config import RPOConfig
+from verl_ext.config import RPOConfig
 
 Refusal = Callable[[Any, RPOConfig], Optional[str]]
 """Given the trainer config and the rpo block, the reason a setting cannot run, or None when it can."""
@@ -89,7 +98,7 @@ VERL_FIT_OPTIONS: dict[str, FitOption] = {
     "algorithm.gamma": FitOption("_update_policy"),
     "algorithm.lam": FitOption("_update_policy"),
     "algorithm.norm_adv_by_std_in_grpo": FitOption("_update_policy"),
-    "algorithm.gdpo_reward_keys": FitOption("_step_metrics"),
+    "algorithm.gdpo_reward_keys": FitOption("verl_step_metrics"),
 }
 """Every option verl 0.9.1's ``RayPPOTrainer.fit`` reads (``self.use_rm`` stands for ``reward.reward_model``,
 ``SkipManager.init(self.config)`` for ``skip``)."""
@@ -140,4 +149,25 @@ def component_reward_metrics(columns: Mapping[str, Any], keys: Iterable[str], pr
         values = np.asarray(columns[key], dtype=np.float32)
         result.update({f"{prefix}/{key}/mean": float(values.mean()), f"{prefix}/{key}/std": float(values.std()),
                        f"{prefix}/{key}/max": float(values.max()), f"{prefix}/{key}/min": float(values.min())})
+    return result
+
+
+def verl_step_metrics(trainer: Any, batch: DataProto, metrics: dict, timing_raw: dict) -> dict[str, float]:
+    """The per-step metrics verl's fit logs: data, timing, throughput, variance proxies, speculative decoding,
+    and GDPO's per-component rewards (``algorithm.gdpo_reward_keys``)."""
+    result = compute_data_metrics(batch=batch, use_critic=trainer.use_critic)
+    result.update(compute_timing_metrics(batch=batch, timing_raw=timing_raw))
+    result.update(
+        compute_throughout_metrics(
+            batch=batch, timing_raw=timing_raw, n_gpus=trainer.resource_pool_manager.get_n_gpus()
+        )
+    )
+    result.update(compute_variance_proxy_metrics(batch=batch, gradient_norm=metrics.get("actor/grad_norm")))
+    ntb = batch.non_tensor_batch
+    result.update(compute_spec_decode_metrics(
+        ntb.get("spec_num_draft_tokens"), ntb.get("spec_num_accepted_tokens"), ntb.get("spec_num_verify_steps")
+    ))
+    gdpo_keys = trainer.config.algorithm.get("gdpo_reward_keys", None)
+    if gdpo_keys and trainer.config.algorithm.adv_estimator in ("gdpo", AdvantageEstimator.GDPO):
+        result.update(component_reward_metrics(ntb, gdpo_keys, prefix="gdpo"))
     return result

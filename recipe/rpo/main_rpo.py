@@ -13,7 +13,6 @@ from pprint import pprint
 import hydra
 import ray
 from omegaconf import OmegaConf, open_dict
-
 from verl.experimental.reward_loop import migrate_legacy_reward_impl
 from verl.trainer.main_ppo import run_ppo
 from verl.trainer.main_ppo_v0 import BaseTaskRunner
@@ -28,11 +27,24 @@ def attach_rpo_agent_loop(config) -> None:
     """Point verl's agent-loop workers at the YAML that registers ``rpo_agent`` (unless the user set a file)."""
     if not config.rpo.enable:
         return
-    from verl_ext.rollout import agent_loop_config_path
+    from verl_ext.rollout.agent_loop import agent_loop_config_path
 
     with open_dict(config):
         if not config.actor_rollout_ref.rollout.agent.agent_loop_config_path:
             config.actor_rollout_ref.rollout.agent.agent_loop_config_path = agent_loop_config_path()
+
+
+def request_shared_prefix_engine(config) -> None:
+    """With ``rpo.shared_prefix=true``, ask every process of the Ray job for the shared-prefix engine (the plugin
+    leaves verl's engine alone otherwise, ``verl_ext/shared_prefix/verl_plugin.py``)."""
+    if not config.rpo.get("shared_prefix", True):
+        return
+    from verl_ext.shared_prefix.install_check import request_engine
+
+    request_engine(os.environ)
+    with open_dict(config):
+        runtime_env = config.ray_kwargs.ray_init.setdefault("runtime_env", {})
+        request_engine(runtime_env.setdefault("env_vars", {}))
 
 
 def check_platform(config) -> None:
@@ -58,7 +70,8 @@ class RPOTaskRunner(BaseTaskRunner):
         from verl.utils.config import omega_conf_to_dataclass
         from verl.utils.dataset.rl_dataset import collate_fn
         from verl.workers.config import HFModelConfig
-        from verl_ext.data_checks import check_training_data
+
+        from verl_ext.training.data_checks import check_training_data
 
         print(f"RPOTaskRunner hostname: {socket.gethostname()}, PID: {os.getpid()}")
         pprint(OmegaConf.to_container(config, resolve=True))
@@ -112,6 +125,7 @@ def run_rpo(config, task_runner_cls: type[RPOTaskRunner] = RPOTaskRunner) -> Non
     auto_set_device(config)
     config = migrate_legacy_reward_impl(config)
     attach_rpo_agent_loop(config)
+    request_shared_prefix_engine(config)
     run_ppo(config, task_runner_class=ray.remote(num_cpus=1)(task_runner_cls))
 
 

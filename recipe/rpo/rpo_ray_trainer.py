@@ -13,7 +13,7 @@ The loop per step (``rpo.enable=false`` skips the RPO parts, giving the full-pat
 With ``rpo.shared_prefix=true`` the balancing keeps each group on one rank where it fits and accepts any group count
 (``verl_ext/shared_prefix/rank_balance.py``), and each training pass reports how much it shared
 (``rpo/shared_prefix/packed_token_frac/<pass>``). The configuration is checked against its world size at start-up
-(``verl_ext/topology.py``).
+(``verl_ext/training/topology.py``).
 
 The response mask built by the RPO agent loop is never recomputed from the attention mask (verl-recipe's DAPO
 trainer does that, which would silently put the cached prefix back into the loss).
@@ -21,7 +21,6 @@ trainer does that, which would silently put the cached prefix back into the loss
 
 from __future__ import annotations
 
-import os
 import uuid
 from pprint import pprint
 from typing import Any, Iterator, Optional
@@ -30,35 +29,23 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
-
 from verl import DataProto
-from verl.trainer.ppo.core_algos import AdvantageEstimator, agg_loss
-from verl.trainer.ppo.metric_utils import (
-    compute_data_metrics,
-    compute_throughout_metrics,
-    compute_timing_metrics,
-    compute_variance_proxy_metrics,
-)
+from verl.trainer.ppo.core_algos import agg_loss
 from verl.trainer.ppo.ray_trainer import (
     RayPPOTrainer,
     apply_kl_penalty,
     compute_advantage,
     compute_response_mask,
-    compute_spec_decode_metrics,
 )
 from verl.trainer.ppo.reward import extract_reward
-from verl.utils import tensordict_utils as tu
-from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path, should_save_ckpt_esi
+from verl.utils.checkpoint.checkpoint_manager import should_save_ckpt_esi
 from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.debug import marked_timer
 from verl.utils.metric import reduce_metrics
-from verl.utils.seqlen_balancing import log_seqlen_unbalance
 from verl.utils.skip.skip_manager import SkipManager
 from verl.utils.tracking import Tracking
-from verl_ext.cache import ExperienceCache, tokenizer_fingerprint
-from verl_ext.checkpoint import load_rpo_state, prune_rpo_files, save_rpo_state
-from verl_ext.group_filter import group_count, informative_rows, no_signal_group_count
-from verl_ext.metrics import compute_rpo_metrics, verify_metrics
+
+from verl_ext.config import check_supported, load_rpo_config, prefix_logprobs_required
 from verl_ext.rewards.score import VERIFY_TIMEOUT_FIELD
 from verl_ext.rollout.partial import (
     PartialRollout,
@@ -66,32 +53,31 @@ from verl_ext.rollout.partial import (
     prefix_loss_tokens,
     response_lengths,
     rollout_dump_fields,
+    rollout_metrics,
 )
+from verl_ext.rollout.truncation import needs_current_logprobs
 from verl_ext.rollout.verify import CurrentLogprobs
-from verl_ext.rpo_config import check_supported, load_rpo_config, prefix_logprobs_required
 from verl_ext.shared_prefix.batch import (
     add_shared_prefix_columns,
     check_shared_prefix_supported,
-    shared_part_lengths,
     whole_group_packed_frac,
 )
 from verl_ext.shared_prefix.install_check import check_engine_plugin
 from verl_ext.shared_prefix.packing_metrics import (
     IDEAL_METRIC,
-    SPLIT_GROUPS_METRIC,
-    PassMetricsTap,
-    frac_metric,
-    require_packing,
 )
-from verl_ext.shared_prefix.rank_balance import GROUPS_ANY_COUNT, VERL_GROUPS, assign_groups_to_ranks, rank_balancing
+from verl_ext.shared_prefix.rank_balance import VERL_GROUPS, rank_balancing
 from verl_ext.shared_prefix.support import check_model_supported
-from verl_ext.topology import check_topology
-from verl_ext.truncation import needs_current_logprobs
+from verl_ext.training.group_filter import filter_values, group_count, informative_rows, no_signal_group_count
+from verl_ext.training.topology import check_topology
 
-from .fit_options import StepProfileSchedule, check_fit_options, component_reward_metrics
+from .cache_checkpoints import CacheCheckpointMixin
+from .fit_options import StepProfileSchedule, check_fit_options, verl_step_metrics
+from .shared_prefix_passes import SharedPrefixPassesMixin
+from .step_settings import StepSettings
 
 
-class RayRPOTrainer(RayPPOTrainer):
+class RayRPOTrainer(SharedPrefixPassesMixin, CacheCheckpointMixin, RayPPOTrainer):
     """RPO for GRPO and DAPO on verl's hybrid engine (FSDP actor + vLLM/SGLang rollout server)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -101,15 +87,13 @@ class RayRPOTrainer(RayPPOTrainer):
         check_supported(self.config, self.rpo)
         for warning in check_topology(self.config, source="this run's configuration"):
             print(f"rpo: topology: {warning}")
-        self.rank_balancing = rank_balancing(self.config)
-        self.use_prefix_grouper = self.rank_balancing == VERL_GROUPS
+        self.use_prefix_grouper = rank_balancing(self.config) == VERL_GROUPS
         model = self.config.actor_rollout_ref.model
         self.hf_config = omega_conf_to_dataclass(model).hf_config
         if self.rpo.shared_prefix:
             check_shared_prefix_supported(self.config)
             check_model_supported(self.hf_config, source=str(model.path))
             check_engine_plugin()
-        self._pass_metrics = PassMetricsTap(lambda output: tu.get(output, "metrics") if output is not None else {})
         self.partial_rollout: Optional[PartialRollout] = None
         if self.rpo.enable:
             eos = self.tokenizer.eos_token_id
@@ -124,6 +108,31 @@ class RayRPOTrainer(RayPPOTrainer):
                 current_logprobs=self._current_logprobs(),
             )
         self._resume_state = self._read_resume_state()
+        self._step = StepSettings(rpo=self.rpo, partial_rollout=self.partial_rollout is not None)
+
+    # ------------------------------------------------------------------ per-step hooks
+
+    def step_settings(self, step: int) -> StepSettings:
+        """What training step ``step`` runs; the run's own settings every step unless a subclass says otherwise
+        (``verl_ext/experiments/bench/trainer.py`` alternates RPO and full-path steps in one run with it)."""
+        return StepSettings(rpo=self.rpo, partial_rollout=self.partial_rollout is not None)
+
+    def on_rollout_end(self, batch: Optional[DataProto], metrics: dict, timing_raw: dict) -> None:
+        """Called after each step's rollout (and DAPO filter) with the training batch (None: the data ran out) and
+        the step's metrics, which it may extend. Does nothing here."""
+
+    @property
+    def _step_rollout(self) -> Optional[PartialRollout]:
+        """The partial rollout when the current step runs RPO, else None (the full path)."""
+        return self.partial_rollout if self._step.partial_rollout else None
+
+    def _begin_step(self, step: int) -> None:
+        settings = self.step_settings(step)
+        if settings.partial_rollout and self.partial_rollout is None:
+            raise ValueError(f"step {step}: step_settings asks for the partial rollout but rpo.enable=false")
+        self._step = settings
+        if self.partial_rollout is not None:
+            self.partial_rollout.config = settings.rpo
 
     def _current_logprobs(self) -> CurrentLogprobs:
         """The actor's pass over cached answers that verifying cut policies read; it runs only when one does."""
@@ -138,74 +147,6 @@ class RayRPOTrainer(RayPPOTrainer):
             micro_batch_size=None if rollout.get("log_prob_use_dynamic_bsz", False) else int(
                 rollout.get("log_prob_micro_batch_size_per_gpu") or 1),
         )
-
-    def init_workers(self) -> None:
-        """verl's workers, with the log-prob methods tapped for the packing report verl's trainer drops."""
-        super().init_workers()
-        groups = {id(wg): wg for wg in (self.actor_rollout_wg, getattr(self, "ref_policy_wg", None)) if wg is not None}
-        for wg in groups.values():
-            for name in ("compute_log_prob", "compute_ref_log_prob"):
-                if hasattr(wg, name):
-                    setattr(wg, name, self._pass_metrics.wrap(getattr(wg, name)))
-
-    # ------------------------------------------------------------------ cache life cycle
-
-    def _initial_cache(self) -> ExperienceCache:
-        fingerprint = tokenizer_fingerprint(self.tokenizer)
-        init_path = self.rpo.cache.init_path
-        if init_path:
-            cache = ExperienceCache.load(
-                init_path, expected_tokenizer_fingerprint=fingerprint, expected_key_mode=self.rpo.cache.key
-            )
-            print(f"rpo: warm start from {init_path} ({len(cache)} entries)")
-            return cache
-        return ExperienceCache(key_mode=self.rpo.cache.key, tokenizer_fingerprint=fingerprint)
-
-    def _save_checkpoint(self) -> None:
-        if self.partial_rollout is not None:
-            step_dir = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
-            state = {"rng": self.partial_rollout.rng.bit_generator.state, "global_step": self.global_steps}
-            save_rpo_state(step_dir, self.partial_rollout.cache, state)
-        super()._save_checkpoint()
-        if self.partial_rollout is not None:
-            prune_rpo_files(self.config.trainer.default_local_dir, self.config.trainer.get("max_actor_ckpt_to_keep"))
-
-    def _resume_step_dir(self) -> Optional[str]:
-        """The checkpoint folder verl's ``_load_checkpoint`` will resume from (None: training from scratch)."""
-        trainer = self.config.trainer
-        if trainer.resume_mode == "disable":
-            return None
-        if trainer.resume_mode == "resume_path":
-            return trainer.resume_from_path
-        return find_latest_ckpt_path(os.path.abspath(trainer.default_local_dir))
-
-    def _read_resume_state(self) -> Optional[tuple[str, Optional[tuple[ExperienceCache, dict]]]]:
-        """The cache and RNG state of the checkpoint the run will resume from, read at start-up so that a corrupt or
-        mismatched cache file stops the run before its workers start (``CacheFileError`` naming the file)."""
-        step_dir = self._resume_step_dir() if self.partial_rollout is not None else None
-        if step_dir is None:
-            return None
-        restored = load_rpo_state(step_dir, tokenizer_fingerprint=self.partial_rollout.cache.tokenizer_fingerprint,
-                                  key_mode=self.rpo.cache.key)
-        return step_dir, restored
-
-    def _load_checkpoint(self) -> Any:
-        result = super()._load_checkpoint()
-        if self.partial_rollout is None or self.global_steps <= 0:
-            return result
-        step_dir = self._resume_step_dir()
-        if self._resume_state is None or self._resume_state[0] != step_dir:
-            self._resume_state = self._read_resume_state()
-        restored = self._resume_state[1]
-        if restored is None:
-            print(f"rpo: WARNING no {step_dir}/rpo_cache.parquet; resuming with the current cache")
-            return result
-        cache, state = restored
-        self.partial_rollout.cache = cache
-        if "rng" in state:
-            self.partial_rollout.rng.bit_generator.state = state["rng"]
-        print(f"rpo: restored {len(cache)} cache entries from {step_dir}")
-        return result
 
     # ------------------------------------------------------------------ training loop
 
@@ -247,8 +188,10 @@ class RayRPOTrainer(RayPPOTrainer):
             is_last_step = self.global_steps >= self.total_training_steps
             with marked_timer("start_profile", timing_raw):
                 self._start_profiling(profiler.start(self.global_steps))
+            self._begin_step(self.global_steps)
             with marked_timer("step", timing_raw):
                 batch = self._collect_batch(batches, metrics, timing_raw, profiler.profiling(self.global_steps))
+                self.on_rollout_end(batch, metrics, timing_raw)
                 if batch is None:
                     break
                 batch = self._update_policy(batch, metrics, timing_raw, is_last_step)
@@ -264,7 +207,7 @@ class RayRPOTrainer(RayPPOTrainer):
                 self._stop_profiling(*profiler.stop(self.global_steps, is_last_step))
             self.max_steps_duration = max(self.max_steps_duration, timing_raw["step"])
             metrics.update({"training/global_step": self.global_steps, "training/epoch": self._epoch})
-            metrics.update(self._step_metrics(batch, metrics, timing_raw))
+            metrics.update(verl_step_metrics(self, batch, metrics, timing_raw))
             logger.log(data=metrics, step=self.global_steps)
             progress.update(1)
             self.global_steps += 1
@@ -281,26 +224,6 @@ class RayRPOTrainer(RayPPOTrainer):
         if hasattr(self.actor_rollout_wg, "async_calls_finalize_fn_exec"):
             self.actor_rollout_wg.async_calls_finalize_fn_exec(blocking=blocking)
 
-    def _step_metrics(self, batch: DataProto, metrics: dict, timing_raw: dict) -> dict[str, float]:
-        """The per-step metrics verl's fit logs: data, timing, throughput, variance proxies, speculative decoding,
-        and GDPO's per-component rewards (``algorithm.gdpo_reward_keys``)."""
-        result = compute_data_metrics(batch=batch, use_critic=self.use_critic)
-        result.update(compute_timing_metrics(batch=batch, timing_raw=timing_raw))
-        result.update(
-            compute_throughout_metrics(
-                batch=batch, timing_raw=timing_raw, n_gpus=self.resource_pool_manager.get_n_gpus()
-            )
-        )
-        result.update(compute_variance_proxy_metrics(batch=batch, gradient_norm=metrics.get("actor/grad_norm")))
-        ntb = batch.non_tensor_batch
-        result.update(compute_spec_decode_metrics(
-            ntb.get("spec_num_draft_tokens"), ntb.get("spec_num_accepted_tokens"), ntb.get("spec_num_verify_steps")
-        ))
-        gdpo_keys = self.config.algorithm.get("gdpo_reward_keys", None)
-        if gdpo_keys and self.config.algorithm.adv_estimator in ("gdpo", AdvantageEstimator.GDPO):
-            result.update(component_reward_metrics(ntb, gdpo_keys, prefix="gdpo"))
-        return result
-
     def _dump_rollout(self, batch: DataProto, timing_raw: dict) -> None:
         """``trainer.rollout_data_dir``: verl's JSONL dump of the step's generations, plus, for RPO rows, which part
         of each answer was regenerated (prefix length, the suffix text, generated tokens, cache hit, staleness)."""
@@ -309,7 +232,7 @@ class RayRPOTrainer(RayPPOTrainer):
             return
         _, extras = extract_reward(batch)
         extras = dict(extras)
-        if self.partial_rollout is not None:
+        if self._step_rollout is not None:
             extras.update(rollout_dump_fields(batch, self.tokenizer))
         self._log_rollout_data(batch, extras, timing_raw, rollout_data_dir)
 
@@ -343,12 +266,12 @@ class RayRPOTrainer(RayPPOTrainer):
                 num_gen_batches += 1
                 generated_groups += group_count(batch.non_tensor_batch["uid"])
                 no_signal_groups += no_signal_group_count(
-                    batch.non_tensor_batch["uid"], self._filter_values(batch, None)
+                    batch.non_tensor_batch["uid"], filter_values(batch, None)
                 )
                 if not filter_cfg.enable:
                     kept = batch
                     break
-                values = self._filter_values(batch, filter_cfg.metric)
+                values = filter_values(batch, filter_cfg.metric)
                 batch = batch.select_idxs(informative_rows(batch.non_tensor_batch["uid"], values))
                 kept = batch if kept is None else DataProto.concat([kept, batch])
                 if group_count(kept.non_tensor_batch["uid"]) >= target_groups:
@@ -378,8 +301,8 @@ class RayRPOTrainer(RayPPOTrainer):
         gen_batch = self._get_gen_batch(batch)
         gen_batch.meta_info["global_steps"] = self.global_steps
         group_size = int(self.config.actor_rollout_ref.rollout.n)
-        if self.partial_rollout is not None:
-            output = self.partial_rollout.generate(self.async_rollout_manager, batch, gen_batch, self.global_steps, rows)
+        if self._step_rollout is not None:
+            output = self._step_rollout.generate(self.async_rollout_manager, batch, gen_batch, self.global_steps, rows)
         else:
             output = self.async_rollout_manager.generate_sequences(gen_batch.repeat(group_size, interleave=True))
             rows.suffix_lens.append(response_lengths(output))
@@ -394,74 +317,28 @@ class RayRPOTrainer(RayPPOTrainer):
         if VERIFY_TIMEOUT_FIELD in reward_extra_infos:
             timeouts = float(np.sum(np.asarray(reward_extra_infos[VERIFY_TIMEOUT_FIELD], dtype=np.float64)))
             metrics["reward/verify_timeouts"] = metrics.get("reward/verify_timeouts", 0.0) + timeouts
-        if self.partial_rollout is not None:
-            metrics["rpo/cache_writes"] = metrics.get("rpo/cache_writes", 0) + self.partial_rollout.update_cache(
+        if self._step_rollout is not None:
+            metrics["rpo/cache_writes"] = metrics.get("rpo/cache_writes", 0) + self._step_rollout.update_cache(
                 batch, self.global_steps
             )
         return batch
 
-    @staticmethod
-    def _filter_values(batch: DataProto, metric: Optional[str]) -> np.ndarray:
-        if metric in (None, "seq_reward", "reward"):
-            return batch.batch["token_level_scores"].sum(-1).float().cpu().numpy()
-        if metric not in batch.non_tensor_batch:
-            raise KeyError(
-                f"algorithm.filter_groups.metric={metric!r} is not a reward extra field of this reward function; "
-                f"available: {sorted(k for k in batch.non_tensor_batch if not k.startswith('rpo_'))}"
-            )
-        return np.asarray(batch.non_tensor_batch[metric], dtype=np.float64)
-
     def _rollout_metrics(self, rows: RolloutRows) -> dict[str, float]:
-        suffix = rows.concat("suffix_lens")
-        if self.partial_rollout is None:
-            return {"rpo/generated_tokens": float(suffix.sum())}
-        result = compute_rpo_metrics(
-            prefix_lens=rows.concat("prefix_lens"),
-            suffix_lens=suffix,
-            group_ids=rows.concat("group_ids"),
-            cache_hit=rows.concat("cache_hit").astype(bool),
-            staleness=rows.concat("staleness"),
-            cache_size=len(self.partial_rollout.cache),
-            seed_count=rows.seed_count,
-            seed_tokens=rows.seed_tokens,
-            response_budget=int(self.config.data.max_response_length),
-            group_size=int(self.config.actor_rollout_ref.rollout.n),
-        )
-        if rows.seed_acc:
-            result["rpo/seed_acc"] = float(np.mean(rows.seed_acc))
-        if rows.cached_lens:
-            result["rpo/cached_len_mean"] = float(np.mean(rows.cached_lens))
-        if rows.cached_correct:
-            result["rpo/cached_acc_frac"] = float(np.mean(rows.cached_correct))
-        if needs_current_logprobs(self.rpo.truncation.mode):
-            result.update(verify_metrics(accepted=rows.verify_accepted, lengths=rows.verify_lengths,
-                                         fallbacks=rows.verify_fallbacks, seconds=rows.verify_s))
-        return result
+        if self._step_rollout is None:
+            return {"rpo/generated_tokens": float(rows.concat("suffix_lens").sum())}
+        return rollout_metrics(rows, cache_size=len(self._step_rollout.cache),
+                               response_budget=int(self.config.data.max_response_length),
+                               group_size=int(self.config.actor_rollout_ref.rollout.n),
+                               verifying=needs_current_logprobs(self._step.rpo.truncation.mode))
 
     # ------------------------------------------------------------------ update part of a step
-
-    def _balance_batch(self, batch: DataProto, metrics: dict, logging_prefix: str = "global_seqlen",
-                       keep_minibatch: bool = False) -> None:
-        """verl's balancing, except with shared-prefix passes: equal rows per rank, groups whole where they fit,
-        any group count (``verl_ext/shared_prefix/rank_balance.py``); how many groups were cut is logged."""
-        if self.rank_balancing != GROUPS_ANY_COUNT:
-            super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, keep_minibatch=keep_minibatch)
-            return
-        row_lens = batch.batch["attention_mask"].sum(-1)
-        assignment = assign_groups_to_ranks(
-            list(batch.non_tensor_batch["uid"]), row_lens.tolist(), shared_part_lengths(batch).tolist(),
-            self._get_dp_size(self.actor_rollout_wg, "actor"),
-        )
-        batch.reorder(torch.tensor(assignment.order))
-        metrics[SPLIT_GROUPS_METRIC] = assignment.split_groups
-        metrics.update(log_seqlen_unbalance(seqlen_list=row_lens.tolist(), partitions=assignment.partitions,
-                                            prefix=logging_prefix))
 
     def _update_policy(self, batch: DataProto, metrics: dict, timing_raw: dict, is_last_step: bool) -> DataProto:
         """verl's PPO update path (old/ref log-probs, KL, rollout correction, advantages, actor, checkpoint, sync)."""
         if self.config.trainer.balance_batch:
             self._balance_batch(batch, metrics=metrics)
-        if self.rpo.shared_prefix:
+        batch.meta_info.update(self._step.training_meta_info)
+        if self._step.rpo.shared_prefix:
             add_shared_prefix_columns(batch)
             metrics[IDEAL_METRIC] = whole_group_packed_frac(batch)
         batch.meta_info["global_token_num"] = torch.sum(batch.batch["attention_mask"], dim=-1).tolist()
@@ -539,7 +416,7 @@ class RayRPOTrainer(RayPPOTrainer):
         if self.config.trainer.critic_warmup > self.global_steps:
             self.checkpoint_manager.update_weights(self.global_steps)
             return batch
-        if self.partial_rollout is not None:
+        if self._step_rollout is not None:
             metrics.update(prefix_loss_tokens(batch))
         with marked_timer("update_actor", timing_raw, color="red"):
             actor_output = self._update_actor(batch)
@@ -558,9 +435,3 @@ class RayRPOTrainer(RayPPOTrainer):
         with marked_timer("update_weights", timing_raw, color="red"):
             self.checkpoint_manager.update_weights(self.global_steps)
         return batch
-
-    def _log_packing(self, metrics: dict, pass_name: str, worker_metrics: dict, prefix: str = "") -> None:
-        """``rpo/shared_prefix/packed_token_frac/<pass>`` from the workers' report (which is removed from
-        ``worker_metrics``); with ``rpo.shared_prefix=true`` a pass without a report is an error."""
-        if self.rpo.shared_prefix:
-            metrics[frac_metric(pass_name)] = require_packing(worker_metrics, pass_name, prefix)

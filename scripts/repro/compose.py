@@ -10,7 +10,8 @@ file*, located without importing verl (``rpo_trainer.yaml`` names it ``pkg://ver
 import it). The config is resolved, as ``main_rpo`` resolves it before starting, so the YAML printed is what the run
 gets. Nothing is read but config files: model and data paths need not exist.
 
-The composed config is then checked against the world size it names (``verl_ext.topology``, the check the trainer
+The composed config is then checked against the world size it names (``verl_ext.training.topology``, the check the
+trainer
 runs at start-up): a configuration the trainer would stop on at its first step is reported on stderr and the dry
 run exits with status 1.
 """
@@ -25,7 +26,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from verl_ext.topology import TopologyError, check_topology  # noqa: E402  (no verl import; see the module)
+from verl_ext.training.topology import TopologyError, check_topology  # noqa: E402  (no verl import; see the module)
 
 RECIPE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "recipe" / "rpo" / "config"
 CONFIG_NAME = "rpo_trainer"

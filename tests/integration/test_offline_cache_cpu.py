@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from verl_ext.cache import ExperienceCache, tokenizer_fingerprint
+from verl_ext.cache.store import ExperienceCache, tokenizer_fingerprint
 
 pytestmark = pytest.mark.slow
 

@@ -76,13 +76,19 @@ def generate(model_dir: str, out_path: str) -> None:
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
     from transformers import AutoTokenizer
-
     from verl import DataProto
     from verl.experimental.agent_loop import AgentLoopManager
     from verl.experimental.reward_loop import RewardLoopManager, migrate_legacy_reward_impl
     from verl.workers.rollout.llm_server import LLMServerManager
-    from verl_ext.rollout import RPO_AGENT_NAME, agent_loop_config_path
-    from verl_ext.rollout.agent_loop import LOSS_ON_PREFIX, MAX_NEW_TOKENS, PREFIX_IDS, PREFIX_LOGPROBS
+
+    from verl_ext.rollout.agent_loop import (
+        LOSS_ON_PREFIX,
+        MAX_NEW_TOKENS,
+        PREFIX_IDS,
+        PREFIX_LOGPROBS,
+        RPO_AGENT_NAME,
+        agent_loop_config_path,
+    )
 
     with initialize_config_module(config_module="verl_ext.cpu.config", version_base=None):
         config = compose(
@@ -127,7 +133,10 @@ def generate(model_dir: str, out_path: str) -> None:
                 MAX_NEW_TOKENS: np.asarray([budget for _, _, budget, _, _ in ROWS], dtype=np.int64),
                 LOSS_ON_PREFIX: np.asarray([loss for *_, loss, _ in ROWS], dtype=bool),
                 PREFIX_LOGPROBS: _objects(
-                    [cached_logprobs(len(p)) if cached else None for p, (*_, cached) in zip(prefixes, ROWS)]
+                    [
+                        cached_logprobs(len(p)) if cached else None
+                        for p, (*_, cached) in zip(prefixes, ROWS, strict=True)
+                    ]
                 ),
             }
         )
@@ -176,7 +185,11 @@ def run_child(model_dir: Path, out_path: Path, log_path: Path) -> int:
     with open(log_path, "w") as log:
         child = subprocess.Popen(
             [sys.executable, __file__, str(model_dir), str(out_path)],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             return child.wait(timeout=TIMEOUT_S)

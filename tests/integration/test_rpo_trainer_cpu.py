@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from verl_ext.cache import CacheFileError, ExperienceCache
+from verl_ext.cache.store import CacheFileError, ExperienceCache
 
 pytestmark = pytest.mark.slow
 

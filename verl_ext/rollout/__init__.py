@@ -1,5 +1,7 @@
-"""RPO's rollout glue for verl's agent-loop machinery: the suffix-generation agent loop and its registration."""
+"""RPO's rollout: where to cut a cached answer (``truncation``, a registry of cut policies), what a cold prompt gets
+(``cold_start``, a registry), the step's partial rollout over verl's agent-loop manager (``partial``), the agent loop
+that generates a suffix after a cached prefix (``agent_loop``, registered through ``agent_loops.yaml``) and the
+current policy's pass over cached answers that verifying cuts read (``verify``).
 
-from .agent_loop import RPO_AGENT_NAME, RPOAgentLoop, agent_loop_config_path
-
-__all__ = ["RPO_AGENT_NAME", "RPOAgentLoop", "agent_loop_config_path"]
+Import the modules themselves: this package imports nothing, so that the configuration (``verl_ext/config.py``) can
+read the registries without verl's agent-loop machinery."""

@@ -23,7 +23,6 @@ from typing import Any, Optional, Sequence
 from uuid import uuid4
 
 import numpy as np
-
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
 from verl.utils.profiler import simple_timer
 

@@ -13,16 +13,14 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
-
 from verl import DataProto
 from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
 
-from ..cache import CacheEntry, ExperienceCache
-from ..keys import prompt_key
-from ..rpo_config import RPOConfig
-from ..selection import choose_replacement
-from ..truncation import Cut, needs_current_logprobs, sample_cuts
-from .agent_loop import (
+from verl_ext.cache.keys import prompt_key
+from verl_ext.cache.replacement import choose_replacement
+from verl_ext.cache.store import CacheEntry, ExperienceCache
+from verl_ext.config import RPOConfig
+from verl_ext.rollout.agent_loop import (
     LOSS_ON_PREFIX,
     MAX_NEW_TOKENS,
     OUT_GENERATED,
@@ -31,6 +29,9 @@ from .agent_loop import (
     PREFIX_LOGPROBS,
     RPO_AGENT_NAME,
 )
+from verl_ext.rollout.cold_start import get_cold_start
+from verl_ext.rollout.truncation import Cut, needs_current_logprobs, sample_cuts
+from verl_ext.training.metrics import compute_rpo_metrics, verify_metrics
 
 KEY_COLUMN = "rpo_key"
 HIT_COLUMN = "rpo_cache_hit"
@@ -103,8 +104,10 @@ def rollout_dump_fields(batch: DataProto, tokenizer: Any) -> dict[str, list]:
     whether the prompt hit the cache and how many steps old its entry was."""
     prefix_lens = np.asarray(batch.non_tensor_batch[OUT_PREFIX_LEN], dtype=np.int64)
     answers = response_ids(batch)
-    suffixes = tokenizer.batch_decode([answer[prefix:].tolist() for answer, prefix in zip(answers, prefix_lens)],
-                                      skip_special_tokens=True)
+    suffixes = tokenizer.batch_decode(
+        [answer[prefix:].tolist() for answer, prefix in zip(answers, prefix_lens, strict=True)],
+        skip_special_tokens=True,
+    )
     ntb = batch.non_tensor_batch
     return {
         OUT_PREFIX_LEN: prefix_lens.tolist(),
@@ -165,8 +168,10 @@ class PartialRollout:
         ``current_logprobs(gen_batch_rows, answers)``: the current policy's log-probs of cached answers
         (:class:`~verl_ext.rollout.verify.CurrentLogprobs`); required by verifying cut policies."""
         if needs_current_logprobs(config.truncation.mode) and current_logprobs is None:
-            raise ValueError(f"rpo.truncation.mode={config.truncation.mode} verifies cached answers against the "
-                             "current policy: PartialRollout needs current_logprobs")
+            raise ValueError(
+                f"rpo.truncation.mode={config.truncation.mode} verifies cached answers against the "
+                "current policy: PartialRollout needs current_logprobs"
+            )
         self.current_logprobs = current_logprobs
         self.config = config
         self.cache = cache
@@ -194,17 +199,20 @@ class PartialRollout:
         keys = self.keys_of(gen_batch)
         hit = np.array([key in self.cache for key in keys], dtype=bool)
         cold = [i for i, is_hit in enumerate(hit) if not is_hit]
-        if cold and self.config.cold_start == "seed_then_partial":
-            self._seed(manager, gen_batch, keys, cold, step, rows)
+        if cold:
+            get_cold_start(self.config.cold_start)(
+                cold, lambda seeded: self._seed(manager, gen_batch, keys, seeded, step, rows)
+            )
 
         cuts = self._cuts(keys, gen_batch, rows)
         staleness = np.array(
-            [step - self.cache.get(key).step if is_hit else 0 for key, is_hit in zip(keys, hit)], dtype=np.int64
+            [step - self.cache.get(key).step if is_hit else 0 for key, is_hit in zip(keys, hit, strict=True)],
+            dtype=np.int64,
         )
-        hit_entries = [self.cache.get(key) for key, is_hit in zip(keys, hit) if is_hit]
+        hit_entries = [self.cache.get(key) for key, is_hit in zip(keys, hit, strict=True) if is_hit]
         rows.cached_lens.extend(len(entry.response_ids) for entry in hit_entries)
         rows.cached_correct.extend(bool(entry.acc) for entry in hit_entries if entry.acc is not None)
-        prefixes = [self._prefix(key, cut) for key, cut in zip(keys, cuts)]
+        prefixes = [self._prefix(key, cut) for key, cut in zip(keys, cuts, strict=True)]
         columns = self._columns(keys, prefixes, [cut.max_new_tokens for cut in cuts])
         gen_batch.non_tensor_batch.update(columns)
         batch.non_tensor_batch[KEY_COLUMN] = _object_array(keys)
@@ -235,7 +243,7 @@ class PartialRollout:
         logprobs = response_logprobs(batch) if self.config.cache.store_logprobs else [None] * len(batch)
         # An answer whose prefix carried 0.0 stand-ins keeps no log-probs: a placeholder is never stored as real.
         real = batch.non_tensor_batch[PREFIX_LOGPROBS_REAL_COLUMN]
-        logprobs = [values if bool(is_real) else None for values, is_real in zip(logprobs, real)]
+        logprobs = [values if bool(is_real) else None for values, is_real in zip(logprobs, real, strict=True)]
         members: dict[Any, list[int]] = {}
         for row, uid in enumerate(uids):
             members.setdefault(uid, []).append(row)
@@ -256,12 +264,15 @@ class PartialRollout:
         self.cache.put_many(written_keys, entries)
         return len(entries)
 
-    def _seed(self, manager: Any, gen_batch: DataProto, keys: list[str], cold: list[int], step: int,
-              rows: RolloutRows) -> None:
+    def _seed(
+        self, manager: Any, gen_batch: DataProto, keys: list[str], cold: list[int], step: int, rows: RolloutRows
+    ) -> None:
         """One full-length answer per cold prompt (the paper's cold start), written straight into the cache."""
         seed_batch = gen_batch.select_idxs(cold)
         seed_batch.non_tensor_batch.update(
-            self._columns([keys[i] for i in cold], [np.zeros(0, np.int32)] * len(cold), [self.response_length] * len(cold))
+            self._columns(
+                [keys[i] for i in cold], [np.zeros(0, np.int32)] * len(cold), [self.response_length] * len(cold)
+            )
         )
         padded, pad = pad_dataproto_to_divisor(seed_batch, self.num_workers)
         output = unpad_dataproto(manager.generate_sequences(padded), pad)
@@ -282,17 +293,21 @@ class PartialRollout:
         """Per-sample cut points; a prompt still without an entry (full_group cold start) gets a full rollout."""
         entries = [self.cache.get(key) for key in keys]
         lengths = [0 if entry is None else len(entry.response_ids) for entry in entries]
-        log_ratios = (self._log_ratios(entries, gen_batch, rows)
-                      if needs_current_logprobs(self.config.truncation.mode) else None)
+        log_ratios = (
+            self._log_ratios(entries, gen_batch, rows) if needs_current_logprobs(self.config.truncation.mode) else None
+        )
         cuts = sample_cuts(lengths, self.response_length, self.config.truncation, self.rng, log_ratios)
-        for entry, cut in zip(entries, cuts):
+        for entry, cut in zip(entries, cuts, strict=True):
             if entry is not None and cut.accepted_len >= 0:
                 rows.verify_accepted.append(cut.accepted_len)
                 rows.verify_lengths.append(min(len(entry.response_ids), self.response_length))
-        return [cut if entry is not None else Cut(0, self.response_length) for cut, entry in zip(cuts, entries)]
+        return [
+            cut if entry is not None else Cut(0, self.response_length) for cut, entry in zip(cuts, entries, strict=True)
+        ]
 
-    def _log_ratios(self, entries: list[Optional[CacheEntry]], gen_batch: DataProto,
-                    rows: RolloutRows) -> list[Optional[np.ndarray]]:
+    def _log_ratios(
+        self, entries: list[Optional[CacheEntry]], gen_batch: DataProto, rows: RolloutRows
+    ) -> list[Optional[np.ndarray]]:
         """``log p_current - log p_behaviour`` of each cached answer's tokens, one actor pass over the answers whose
         entry kept real behaviour log-probs; None for the others (cut by the tail cut, counted as fallbacks)."""
         verifiable = [i for i, entry in enumerate(entries) if entry is not None and entry.logprobs is not None]
@@ -304,7 +319,7 @@ class PartialRollout:
         start = time.perf_counter()
         current = self.current_logprobs(gen_batch.select_idxs(verifiable), answers)
         rows.verify_s += time.perf_counter() - start
-        for i, logprobs in zip(verifiable, current):
+        for i, logprobs in zip(verifiable, current, strict=True):
             behaviour = np.asarray(entries[i].logprobs[: self.response_length], dtype=np.float64)
             ratios[i] = np.asarray(logprobs, dtype=np.float64) - behaviour
         return ratios
@@ -324,7 +339,7 @@ class PartialRollout:
         }
         if self.config.cache.store_logprobs:
             columns[PREFIX_LOGPROBS] = _object_array(
-                [self._prefix_logprobs(key, prefix) for key, prefix in zip(keys, prefixes)]
+                [self._prefix_logprobs(key, prefix) for key, prefix in zip(keys, prefixes, strict=True)]
             )
         return columns
 
@@ -349,11 +364,21 @@ class PartialRollout:
     def _real_prefix_logprobs(prefixes: list[np.ndarray], columns: dict[str, np.ndarray]) -> np.ndarray:
         """Per prompt: whether the prefix's log-probs reaching the batch are real (empty prefix, or kept ones)."""
         kept = columns.get(PREFIX_LOGPROBS, _object_array([None] * len(prefixes)))
-        return np.array([len(prefix) == 0 or logprobs is not None for prefix, logprobs in zip(prefixes, kept)],
-                        dtype=bool)
+        return np.array(
+            [len(prefix) == 0 or logprobs is not None for prefix, logprobs in zip(prefixes, kept, strict=True)],
+            dtype=bool,
+        )
 
-    def _entry(self, ids: np.ndarray, logprobs: Optional[np.ndarray], score: float,
-               accs: Optional[list[Optional[bool]]], row: int, step: int, source: str) -> CacheEntry:
+    def _entry(
+        self,
+        ids: np.ndarray,
+        logprobs: Optional[np.ndarray],
+        score: float,
+        accs: Optional[list[Optional[bool]]],
+        row: int,
+        step: int,
+        source: str,
+    ) -> CacheEntry:
         return CacheEntry(
             response_ids=ids,
             logprobs=logprobs,
@@ -363,3 +388,38 @@ class PartialRollout:
             source=source,  # type: ignore[arg-type]
             finished=bool(len(ids) > 0 and int(ids[-1]) in self.eos_token_ids),
         )
+
+
+def rollout_metrics(
+    rows: RolloutRows, *, cache_size: int, response_budget: int, group_size: int, verifying: bool
+) -> dict[str, float]:
+    """The step's ``rpo/*`` rollout metrics from what :meth:`PartialRollout.generate` recorded
+    (``verl_ext/training/metrics.py``); ``verifying``: the cut policy verified the cached answers."""
+    result = compute_rpo_metrics(
+        prefix_lens=rows.concat("prefix_lens"),
+        suffix_lens=rows.concat("suffix_lens"),
+        group_ids=rows.concat("group_ids"),
+        cache_hit=rows.concat("cache_hit").astype(bool),
+        staleness=rows.concat("staleness"),
+        cache_size=cache_size,
+        seed_count=rows.seed_count,
+        seed_tokens=rows.seed_tokens,
+        response_budget=response_budget,
+        group_size=group_size,
+    )
+    if rows.seed_acc:
+        result["rpo/seed_acc"] = float(np.mean(rows.seed_acc))
+    if rows.cached_lens:
+        result["rpo/cached_len_mean"] = float(np.mean(rows.cached_lens))
+    if rows.cached_correct:
+        result["rpo/cached_acc_frac"] = float(np.mean(rows.cached_correct))
+    if verifying:
+        result.update(
+            verify_metrics(
+                accepted=rows.verify_accepted,
+                lengths=rows.verify_lengths,
+                fallbacks=rows.verify_fallbacks,
+                seconds=rows.verify_s,
+            )
+        )
+    return result

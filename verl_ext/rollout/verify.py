@@ -21,7 +21,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-
 from verl import DataProto
 from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
 

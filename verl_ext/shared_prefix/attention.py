@@ -22,7 +22,7 @@ import torch
 from transformers import AttentionInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from .layout import GroupSegments, PackedGroups
+from verl_ext.shared_prefix.layout import GroupSegments, PackedGroups
 
 SHARED_PREFIX_KWARG = "rpo_shared_prefix"
 """The model-forward keyword that carries the packed layout down to the attention function."""

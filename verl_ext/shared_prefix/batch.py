@@ -10,13 +10,12 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from verl import DataProto
 
-from ..rollout.agent_loop import OUT_PREFIX_LEN
-from .attention import SUPPORTED_ATTENTION
-from .engine import GROUP_KEY, SHARED_LEN_KEY
-from .rank_balance import group_members, packed_cost
+from verl_ext.rollout.agent_loop import OUT_PREFIX_LEN
+from verl_ext.shared_prefix.attention import SUPPORTED_ATTENTION
+from verl_ext.shared_prefix.engine import GROUP_KEY, SHARED_LEN_KEY
+from verl_ext.shared_prefix.rank_balance import group_members, packed_cost
 
 
 def shared_part_lengths(batch: DataProto) -> torch.Tensor:

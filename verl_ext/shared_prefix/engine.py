@@ -23,21 +23,22 @@ from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
-from tensordict import TensorDict
-
 import verl.utils.torch_functional as verl_F
+from tensordict import TensorDict
 from verl.utils import tensordict_utils as tu
 from verl.utils.device import get_device_name
 from verl.utils.model import extract_multi_modal_inputs
 from verl.workers.engine.fsdp import transformer_impl
 from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
 
-from . import verl_compat
-from .attention import SHARED_PREFIX_KWARG, install_grouped_attention
-from .layout import PackedGroups, gather_row_logprobs, gather_row_values, pack_rows
-from .micro_batches import row_budget_plan, spread_to_count, token_budget_plan
-from .packing_metrics import PACKED_TOKENS, ROW_TOKENS
-from .support import attention_layer_count, check_model_supported
+from verl_ext import verl_compat
+from verl_ext.shared_prefix.attention import SHARED_PREFIX_KWARG, install_grouped_attention
+from verl_ext.shared_prefix.layout import PackedGroups, gather_row_logprobs, gather_row_values, pack_rows
+from verl_ext.shared_prefix.micro_batches import row_budget_plan, spread_to_count, token_budget_plan
+from verl_ext.shared_prefix.packing_metrics import PACKED_TOKENS, ROW_TOKENS
+from verl_ext.shared_prefix.support import attention_layer_count, check_model_supported
+
+verl_compat.check_engine_internals()
 
 SHARED_LEN_KEY = "rpo_shared_len"
 """Per row: how many leading tokens (of the unpadded prompt + response) the row shares with its group."""

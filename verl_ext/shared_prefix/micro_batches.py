@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .rank_balance import group_members, packed_cost
+from verl_ext.shared_prefix.rank_balance import group_members, packed_cost
 
 Plan = list[list[int]]
 """Row indices per micro-batch."""

@@ -16,13 +16,13 @@ whole groups come first and contiguous, then the parts of split groups, so that 
 contiguous chunks) cut as few groups as their size allows.
 
 :func:`rank_balancing` names the balancing a configuration gets; the trainer runs it and the start-up topology
-check (``verl_ext/topology.py``) dry-runs the same choice at the first step's shape, without verl or Ray.
+check (``verl_ext/training/topology.py``) dry-runs the same choice at the first step's shape, without verl or Ray.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from omegaconf import OmegaConf
 
@@ -34,9 +34,12 @@ VERL_ROWS = "verl_rows"
 """verl's row balancing: rows by workload, groups ignored."""
 
 
-def rank_balancing(config: Any) -> str:
-    """Which balancing ``RayRPOTrainer._balance_batch`` runs for ``config`` (one of the three names above)."""
-    if bool(OmegaConf.select(config, "rpo.shared_prefix", default=False)):
+def rank_balancing(config: Any, shared_prefix: Optional[bool] = None) -> str:
+    """Which balancing ``RayRPOTrainer._balance_batch`` runs for ``config`` (one of the three names above);
+    ``shared_prefix`` overrides ``rpo.shared_prefix`` (a step whose settings differ from the run's)."""
+    if shared_prefix is None:
+        shared_prefix = bool(OmegaConf.select(config, "rpo.shared_prefix", default=False))
+    if shared_prefix:
         return GROUPS_ANY_COUNT
     if bool(OmegaConf.select(config, "actor_rollout_ref.actor.use_prefix_grouper", default=False)):
         return VERL_GROUPS

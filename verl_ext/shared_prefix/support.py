@@ -5,7 +5,7 @@ every attention layer goes through the grouped attention (``attention.py``). A h
 state-space layers) would let one suffix see another's tokens through the recurrent state; sliding-window layers
 would see a window of the packed sequence instead of the row; attention dropout would share one dropout mask
 between the G rows of a group. So the families are an allow-list of those whose exactness the repository tests
-(``check.TINY_MODELS``: every family here has a tiny config that ``tests/unit/test_shared_prefix_core.py`` checks
+(``check.TINY_MODELS``: every family here has a tiny config that ``tests/shared_prefix/test_layout.py`` checks
 token for token and gradient for gradient against per-row passes), and the rest is refused with the reason.
 
 Torch and transformers only (no verl): the trainer checks at start-up, the engine again on the config its workers

@@ -1,6 +1,7 @@
 """Command line of the tiny assets.
 
-* ``python -m verl_ext.tiny build --out DIR [--preset tiny] [--n-train 256 ...] [--max-positions 1024]``: writes DIR/model (config,
+* ``python -m verl_ext.tiny build --out DIR [--preset tiny] [--n-train 256 ...] [--max-positions 1024]``: writes
+DIR/model (config,
   safetensors weights, tokenizer) and DIR/data/{train,val,sft}.parquet, or does nothing when DIR already holds a
   build with the same parameters.
 * ``python -m verl_ext.tiny warmup --assets DIR [--steps N] [--lr X] ...``: supervised warm-up of DIR/model with
@@ -34,10 +35,16 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("seed", "n_train", "n_val", "n_sft", "min_digits", "max_digits"):
         build.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(_BUILD_DEFAULTS, name))
     build.add_argument("--task", choices=list(TASKS), default=_BUILD_DEFAULTS.task, help="the synthetic task")
-    build.add_argument("--sft-slip-rate", type=float, default=_BUILD_DEFAULTS.sft_slip_rate,
-                       help="share of carry steps that slip in the SFT demonstrations (RL data is always right)")
     build.add_argument(
-        "--max-positions", type=int, default=_BUILD_DEFAULTS.max_positions,
+        "--sft-slip-rate",
+        type=float,
+        default=_BUILD_DEFAULTS.sft_slip_rate,
+        help="share of carry steps that slip in the SFT demonstrations (RL data is always right)",
+    )
+    build.add_argument(
+        "--max-positions",
+        type=int,
+        default=_BUILD_DEFAULTS.max_positions,
         help="context length of the model (max_position_embeddings; caps vLLM's max_model_len)",
     )
 
@@ -47,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     for field in fields(WarmupParams):
         if field.name != "lr_scheduler":
             warmup.add_argument(
-                "--" + field.name.replace("_", "-"), type=type(getattr(warmup_defaults, field.name)),
+                "--" + field.name.replace("_", "-"),
+                type=type(getattr(warmup_defaults, field.name)),
                 default=getattr(warmup_defaults, field.name),
             )
 
@@ -55,8 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", required=True, help="a Hugging Face model directory")
     evaluate.add_argument("--data", required=True, help="a parquet in verl's RL schema, e.g. DIR/data/val.parquet")
     evaluate.add_argument("--n", type=int, default=None, help="only the first N prompts")
-    evaluate.add_argument("--max-tokens", type=int, default=MAX_RESPONSE_TOKENS,
-                          help="response cap (the chain task's answers are 181 tokens)")
+    evaluate.add_argument(
+        "--max-tokens",
+        type=int,
+        default=MAX_RESPONSE_TOKENS,
+        help="response cap (the chain task's answers are 181 tokens)",
+    )
     return parser
 
 
@@ -81,8 +93,10 @@ def _warmup(args: argparse.Namespace) -> None:
         return
     losses = warmup.warm_up(args.assets, params)
     first, last = min(losses), max(losses)
-    print(f"warmed up {params} into {out_dir}: loss {losses[first]:.3f} (step {first}) -> {losses[last]:.3f} "
-          f"(step {last})")
+    print(
+        f"warmed up {params} into {out_dir}: loss {losses[first]:.3f} (step {first}) -> {losses[last]:.3f} "
+        f"(step {last})"
+    )
 
 
 def _eval(args: argparse.Namespace) -> None:

@@ -227,10 +227,12 @@ def write_sft_parquet(
 ) -> None:
     """Writes ``n`` worked examples for verl's SFT trainer (verl/trainer/sft_trainer.py), whose default dataset,
     verl.utils.dataset.multiturn_sft_dataset.MultiTurnSFTDataset, reads a list of {"role", "content"} messages
-    from the column named by ``data.messages_key`` (default "messages") and trains on the assistant turns. ``slip_rate``: carry slips
+    from the column named by ``data.messages_key`` (default "messages") and trains on the assistant turns.
+    ``slip_rate``: carry slips
     in the demonstrations (module docstring)."""
-    problems = sample_problems(n, seed, "sft", min_digits=min_digits, max_digits=max_digits, task=task,
-                               slip_rate=slip_rate)
+    problems = sample_problems(
+        n, seed, "sft", min_digits=min_digits, max_digits=max_digits, task=task, slip_rate=slip_rate
+    )
     rows = [
         {
             "messages": [

@@ -51,7 +51,7 @@ def generate_and_score(
             ground_truth=truth,
             correct=bool(compute_score(data_source="", solution_str=response, ground_truth=truth)["acc"]),
         )
-        for conversation, response, truth in zip(messages, responses, truths)
+        for conversation, response, truth in zip(messages, responses, truths, strict=True)
     ]
 
 

@@ -1,0 +1,310 @@
+"""verl_ext.experiments.learning's pure parts: curves from verl's file logger, statistics, verdicts, the summary, the
+runs'
+overrides and the reuse of finished runs.
+
+The experiment itself (SFT warm-up, fifteen RL runs) is a script, not a test; nothing here imports verl."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from verl_ext.experiments.learning import arms, cli, comparison, curves, report, runner
+
+VAL_KEY = "val-core/tiny_arith/acc/mean@1"
+
+
+def _lines(accs: dict[int, float], step_s: float, tokens: float, steps: int) -> list[dict]:
+    """File-logger lines of a run: validation before training (step 0) and at the steps in ``accs``."""
+    lines = [{"step": 0, "data": {VAL_KEY: accs[0], "val-aux/tiny_arith/score/mean@1": 9.0}}]
+    for step in range(1, steps + 1):
+        data = {"training/global_step": step, "timing_s/step": step_s, "rpo/generated_tokens": tokens}
+        if step in accs:
+            data[VAL_KEY] = accs[step]
+        lines.append({"step": step, "data": data})
+    return lines
+
+
+def test_run_curve_accumulates_wall_clock_and_tokens_up_to_each_validation():
+    curve = curves.run_curve(_lines({0: 0.25, 2: 0.5, 4: 0.75}, step_s=3.0, tokens=100.0, steps=4))
+    assert curve == [
+        {"step": 0, "wall_s": 0.0, "generated_tokens": 0.0, "acc": 0.25},
+        {"step": 2, "wall_s": 6.0, "generated_tokens": 200.0, "acc": 0.5},
+        {"step": 4, "wall_s": 12.0, "generated_tokens": 400.0, "acc": 0.75},
+    ]
+
+
+def test_run_curve_reads_only_the_core_accuracy_and_averages_sources():
+    lines = [
+        {
+            "step": 0,
+            "data": {
+                VAL_KEY: 0.2,
+                "val-core/other/acc/mean@4": 0.4,
+                "val-aux/tiny_arith/acc/std@1": 0.9,
+                "val-core/tiny_arith/reward/mean@1": 5.0,
+            },
+        }
+    ]
+    assert curves.run_curve(lines)[0]["acc"] == pytest.approx(0.3)
+
+
+def test_run_curve_merges_lines_of_one_step():
+    lines = [{"step": 1, "data": {"timing_s/step": 2.0, "rpo/generated_tokens": 10}}, {"step": 1, "data": {VAL_KEY: 1}}]
+    assert curves.run_curve(lines) == [{"step": 1, "wall_s": 2.0, "generated_tokens": 10.0, "acc": 1.0}]
+
+
+def test_run_curve_rejects_a_training_step_without_timing_or_tokens():
+    lines = _lines({0: 0.1, 2: 0.2}, 1.0, 5.0, 2)
+    del lines[1]["data"]["rpo/generated_tokens"]
+    with pytest.raises(ValueError, match="step 1 logged no rpo/generated_tokens"):
+        curves.run_curve(lines)
+
+
+def test_run_curve_rejects_a_run_without_validation():
+    with pytest.raises(ValueError, match="no validation accuracy"):
+        curves.run_curve(_lines({0: 0.1}, 1.0, 5.0, 2)[1:])
+
+
+def test_spread_of_one_value_has_zero_std():
+    assert comparison.spread([0.5]) == {"mean": 0.5, "std": 0.0, "min": 0.5, "max": 0.5}
+    assert comparison.spread([1, 3])["std"] == pytest.approx(2**0.5)
+
+
+def test_mean_curve_averages_per_step_over_seeds_on_common_steps():
+    a = curves.run_curve(_lines({0: 0.2, 2: 0.4, 4: 0.6}, 1.0, 10.0, 4))
+    b = curves.run_curve(_lines({0: 0.4, 2: 0.6}, 3.0, 30.0, 2))
+    mean = comparison.mean_curve([a, b])
+    assert [p["step"] for p in mean] == [0, 2]
+    assert mean[1]["acc"]["mean"] == pytest.approx(0.5)
+    assert mean[1]["wall_s"] == {"mean": 4.0, "std": pytest.approx(2 * 2**0.5), "min": 2.0, "max": 6.0}
+
+
+def test_compare_seed_when_the_arm_reaches_the_baseline_early():
+    full = curves.run_curve(_lines({0: 0.3, 2: 0.5, 4: 0.6}, 10.0, 1000.0, 4))
+    rpo = curves.run_curve(_lines({0: 0.3, 2: 0.6, 4: 0.7}, 4.0, 250.0, 4))
+    verdict = comparison.compare_seed(full, rpo)
+    assert verdict["final_acc_diff"] == pytest.approx(0.1)
+    assert verdict["wall_ratio"] == pytest.approx(0.4)
+    assert verdict["token_ratio"] == pytest.approx(0.25)
+    assert verdict["reached_full_final"] is True
+    assert verdict["reached_at_step"] == 2
+    assert verdict["reached_at_wall_frac"] == pytest.approx(8.0 / 40.0)
+
+
+def test_compare_seed_when_the_arm_never_reaches_the_baseline():
+    full = curves.run_curve(_lines({0: 0.3, 2: 0.9}, 10.0, 1000.0, 2))
+    rpo = curves.run_curve(_lines({0: 0.3, 2: 0.8}, 4.0, 250.0, 2))
+    verdict = comparison.compare_seed(full, rpo)
+    assert verdict["reached_full_final"] is False
+    assert verdict["reached_at_step"] is None and verdict["reached_at_wall_frac"] is None
+
+
+def test_compare_seed_does_not_count_the_shared_start():
+    """A baseline that ends below the start is not "reached" by the arm's untrained start point."""
+    full = curves.run_curve(_lines({0: 0.5, 2: 0.4}, 10.0, 1000.0, 2))
+    rpo = curves.run_curve(_lines({0: 0.5, 2: 0.3}, 4.0, 250.0, 2))
+    assert comparison.compare_seed(full, rpo)["reached_full_final"] is False
+
+
+def test_paired_interval_is_students_t():
+    interval = comparison.paired_interval([0.1, 0.2, 0.3])
+    # mean 0.2, std 0.1, t(0.975, 2) = 4.3027: half-width 4.3027 * 0.1 / sqrt(3)
+    assert interval["mean"] == pytest.approx(0.2) and interval["std"] == pytest.approx(0.1)
+    assert interval["low"] == pytest.approx(0.2 - 0.248418, abs=1e-5)
+    assert interval["high"] == pytest.approx(0.2 + 0.248418, abs=1e-5)
+    assert comparison.paired_interval([0.4])["low"] is None
+
+
+def test_run_diagnostics_average_the_training_steps_only():
+    lines = _lines({0: 0.1, 2: 0.2}, 1.0, 5.0, 2)
+    lines[1]["data"]["rpo/no_signal_group_frac"] = 0.25
+    lines[2]["data"]["rpo/no_signal_group_frac"] = 0.75
+    lines[0]["data"]["rpo/no_signal_group_frac"] = 9.0  # not a training step
+    assert curves.run_diagnostics(lines) == {"rpo/no_signal_group_frac": 0.5}
+
+
+def test_diagnostic_steps_keep_every_training_step_in_order():
+    lines = _lines({0: 0.1, 3: 0.2}, 1.0, 5.0, 3)
+    for step, value in ((3, 0.5), (1, 0.25)):
+        lines[step]["data"]["rpo/cached_acc_frac"] = value
+    lines[0]["data"]["rpo/cached_acc_frac"] = 9.0  # not a training step
+    assert curves.diagnostic_steps(lines) == {"rpo/cached_acc_frac": [[1, 0.25], [3, 0.5]]}
+
+
+def _runs():
+    return {
+        "full": {s: curves.run_curve(_lines({0: 0.3, 2: 0.5 + 0.1 * s}, 10.0, 1000.0, 2)) for s in (0, 1, 2)},
+        "rpo": {s: curves.run_curve(_lines({0: 0.3, 2: 0.6}, 5.0, 300.0, 2)) for s in (0, 1, 2)},
+        "rpo_null": {s: curves.run_curve(_lines({0: 0.3, 2: 0.5 + 0.1 * s}, 11.0, 1000.0, 2)) for s in (0, 1, 2)},
+    }
+
+
+def test_summarize_compares_every_arm_with_the_full_path_paired_by_seed():
+    summary = comparison.summarize(_runs(), {"rpo": {s: {"rpo/cached_acc_frac": 0.5 + 0.1 * s} for s in (0, 1, 2)}})
+    assert summary["seeds"] == [0, 1, 2]
+    rpo = summary["comparisons"]["rpo"]
+    assert rpo["reached_full_final"] == 2  # baseline finals 0.5, 0.6, 0.7 against RPO's 0.6
+    assert rpo["wall_ratio"]["mean"] == pytest.approx(0.5)
+    assert rpo["token_ratio"]["max"] == pytest.approx(0.3)
+    assert rpo["final_acc_diff"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    assert rpo["reached_at_wall_frac"]["mean"] == pytest.approx(0.5)
+    null = summary["comparisons"]["rpo_null"]["final_acc_diff"]
+    assert (null["mean"], null["std"]) == (pytest.approx(0.0), pytest.approx(0.0))
+    arms = summary["arms"]
+    assert arms["full"]["final_acc"]["mean"] == pytest.approx(0.6)
+    assert arms["full"]["gain"]["mean"] == pytest.approx(0.3)
+    assert arms["rpo"]["diagnostics"]["rpo/cached_acc_frac"]["mean"] == pytest.approx(0.6)
+    assert "full" not in summary["comparisons"]
+
+
+def test_summarize_needs_the_full_path_and_a_common_seed():
+    runs = _runs()
+    with pytest.raises(ValueError, match="no full run"):
+        comparison.summarize({"rpo": runs["rpo"]})
+    runs["rpo"] = {7: runs["rpo"][0]}
+    with pytest.raises(ValueError, match="no seed has a run of every arm"):
+        comparison.summarize(runs)
+
+
+SETTINGS = {
+    "steps": 2,
+    "prompts_per_step": 8,
+    "train_prompts": 32,
+    "group_size": 4,
+    "response_length": 96,
+    "suffix_budget": 48,
+    "truncation_mode": "tail",
+    "actor_lr": 1e-4,
+    "lr_schedule": "cosine",
+    "kl_coef": 0.04,
+    "val_prompts": 64,
+    "temperature": 0.7,
+    "reward": "acc",
+    "val_samples": 4,
+    "val_temperature": 0.7,
+}
+
+
+def test_markdown_summary_reports_every_arm_seed_and_interval():
+    table = report.markdown_summary(comparison.summarize(_runs()), SETTINGS)
+    assert "| full-path GRPO | 0.300 ± 0.000 (min 0.300, max 0.300) | 0.600 ± 0.100 (min 0.500, max 0.700) " in table
+    assert "| (baseline) | 1 | 1 |  |" in table
+    assert "| RPO-GRPO (tail cut) |" in table
+    assert "+0.000 [-0.248, +0.248] | 0.50 ± 0.00 | 0.30 ± 0.00 | 2 of 3 |" in table
+    assert "| 2 | 0.300 | 0.700 | 0.600 | 0.700 |" in table
+    assert "mean of 4 samples at T=0.7 (64 prompts)" in table
+
+
+def test_report_files_and_replot_from_the_saved_curves(tmp_path):
+    runs = _runs()
+    by_step = {"rpo/no_signal_group_frac": [[1, 0.5], [2, 0.25]], "rpo/cached_acc_frac": [[2, 0.75]]}
+    details = {
+        arm: {
+            seed: {"curve": curve, "diagnostics": {}, "diagnostics_by_step": by_step, "process_s": 60.0}
+            for seed, curve in runs[arm].items()
+        }
+        for arm in runs
+    }
+    settings = {**SETTINGS, "val_samples": 1, "val_temperature": 0.0, "warmup": {"reused": True}}
+    text = report.write_report(tmp_path, details, settings, {"cpu_count": 2}, 600.0)
+    for name in ("accuracy_vs_wallclock.png", "accuracy_vs_generated_tokens.png", "diagnostics.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "summary.md").read_text() == text + "\n"
+    assert "greedy val accuracy (64 prompts)" in text and "10.0 min on 2 cores" in text
+    saved = json.loads((tmp_path / "curves.json").read_text())
+    assert saved["summary"]["comparisons"]["rpo"]["reached_full_final"] == 2
+    assert set(saved["runs"]) == {"full", "rpo", "rpo_null"} and saved["summary"]["arms"]["full"]["final_acc"]
+    (tmp_path / "summary.md").unlink()
+    assert report.replot(tmp_path) == text
+
+
+def test_overrides_differ_between_arms_only_in_the_arms_own_overrides(tmp_path):
+    args = cli.parse_args(["--work-dir", str(tmp_path), "trainer.foo=1"])
+    assert args.arms == ["full", "rpo", "rpo_null", "rpo_slack", "rpo_verified"]
+    full = runner.rl_overrides(args, "full", 7, tmp_path / "run", tmp_path / "warm")
+    for arm in ("rpo", "rpo_null", "rpo_slack", "rpo_verified"):
+        other = runner.rl_overrides(args, arm, 7, tmp_path / "run", tmp_path / "warm")
+        assert set(other) - set(full) == {
+            f"trainer.experiment_name={arm}_seed7",
+            *(o.format(suffix_budget=32) for o in arms.ARMS[arm].overrides),
+        }
+        assert other[-1] == "trainer.foo=1"
+    rpo_null = runner.rl_overrides(args, "rpo_null", 7, tmp_path / "run", tmp_path / "warm")
+    assert {"rpo.enable=true", "rpo.cold_start=full_group", "rpo.cache.update=false"} <= set(rpo_null)
+    assert "rpo.truncation.slack=32" in runner.rl_overrides(args, "rpo_slack", 7, tmp_path / "run", tmp_path / "warm")
+    assert {"data.seed=7", "actor_rollout_ref.rollout.seed=7", "rpo.seed=7"} <= set(full)
+    assert {
+        "actor_rollout_ref.rollout.val_kwargs.n=4",
+        "actor_rollout_ref.rollout.val_kwargs.do_sample=true",
+        "++reward.custom_reward_function.reward_kwargs.format_weight=0.0",
+    } <= set(full)
+
+
+def test_the_full_path_always_runs_first(tmp_path):
+    assert cli.parse_args(["--arms", "rpo_null"]).arms == ["full", "rpo_null"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--steps", "10", "--test-freq", "4"], ["--seeds", "1", "1"], ["--arms", "rpo", "rpo"], ["--arms", "bogus"]],
+)
+def test_cli_rejects_inconsistent_settings(argv):
+    with pytest.raises(SystemExit):
+        cli.parse_args(argv)
+
+
+START = {"build": {"task": "chain"}, "warmup": {"steps": 600}}
+
+
+def _finish(run_dir, overrides, steps=2):
+    run_dir.mkdir(parents=True)
+    lines = _lines({0: 0.2, steps: 0.4}, 1.0, 5.0, steps)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (run_dir / runner.RUN_RECORD).write_text(json.dumps({"overrides": overrides, "start": START, "process_s": 42.0}))
+
+
+def test_a_finished_run_is_reused_only_with_the_same_overrides_and_start(tmp_path):
+    overrides = ["trainer.total_training_steps=2", "rpo.enable=true"]
+    _finish(tmp_path / "run", overrides)
+    reused = runner.finished_run(tmp_path / "run", overrides, START, 2)
+    assert reused["process_s"] == 42.0 and [p["acc"] for p in reused["curve"]] == [0.2, 0.4]
+    assert runner.finished_run(tmp_path / "run", [*overrides, "data.seed=1"], START, 2) is None
+    assert runner.finished_run(tmp_path / "elsewhere", overrides, START, 2) is None
+    other_testbed = {**START, "build": {"task": "chain", "sft_slip_rate": 0.05}}
+    assert runner.finished_run(tmp_path / "run", overrides, other_testbed, 2) is None
+
+
+def test_a_recorded_run_that_stopped_early_is_an_error(tmp_path):
+    overrides = ["trainer.total_training_steps=4"]
+    _finish(tmp_path / "run", overrides, steps=2)
+    with pytest.raises(RuntimeError, match="last validation at step 2, expected 4"):
+        runner.finished_run(tmp_path / "run", overrides, START, 4)
+
+
+def test_the_start_validations_of_all_runs_measure_the_validation_noise():
+    runs = _runs()
+    runs["rpo"][1] = curves.run_curve(_lines({0: 0.5, 2: 0.6}, 5.0, 300.0, 2))
+    summary = comparison.summarize(runs)
+    assert summary["start_validations"]["max"] == pytest.approx(0.5)
+    assert summary["start_validations"]["mean"] == pytest.approx((8 * 0.3 + 0.5) / 9)
+    assert "validated once by each of the 9 runs, scored 0.322" in report.markdown_summary(summary, SETTINGS)
+
+
+def test_the_instrument_checks_report_power_and_the_null_arm():
+    runs = _runs()
+    runs["full"] = {s: curves.run_curve(_lines({0: 0.3, 2: 0.4 + 0.2 * s}, 10.0, 1000.0, 2)) for s in (0, 1, 2)}
+    runs["rpo_null"] = runs["full"]
+    checks = comparison.summarize(runs)["checks"]
+    assert checks["power"]["holds"] is False  # gain 0.3 ± 0.2: the std is not under a third of the gain
+    assert checks["null"] == {"final_acc_diff": pytest.approx(0.0), "tolerance": pytest.approx(0.4), "holds": True}
+    runs["full"] = {s: curves.run_curve(_lines({0: 0.3, 2: 0.5 + 0.01 * s}, 10.0, 1000.0, 2)) for s in (0, 1, 2)}
+    summary = comparison.summarize(runs)
+    assert summary["checks"]["power"]["holds"] is True
+    assert summary["checks"]["null"]["tolerance"] == pytest.approx(0.03)
+    assert summary["checks"]["null"]["holds"] is False  # rpo_null ends 0.09 +- 0.09 above
+    text = report.markdown_summary(summary, SETTINGS)
+    assert "Power: the full path gained +0.210 ± 0.010" in text and ": holds." in text
+    assert "Null: RPO path without reuse - full = +0.090 (must be within 0.030): DOES NOT HOLD." in text
+    assert set(comparison.summarize({"full": runs["full"]})["checks"]) == {"power"}

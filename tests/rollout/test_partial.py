@@ -1,0 +1,285 @@
+"""PartialRollout against a scripted stand-in for verl's AgentLoopManager that returns real DataProtos.
+
+The stand-in answers each row the way the RPO agent loop does (response = prefix + suffix, log-probs = the cached
+prefix log-probs or 0.0 stand-ins, then the engine's), so the glue's bookkeeping (which cached log-probs reach the
+engine, which are real, what goes back into the cache) runs in milliseconds, without Ray or vLLM.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import pytest
+import torch
+from verl import DataProto
+
+from verl_ext.cache.store import CacheEntry, ExperienceCache
+from verl_ext.config import load_rpo_config
+from verl_ext.rollout.agent_loop import MAX_NEW_TOKENS, OUT_GENERATED, OUT_PREFIX_LEN, PREFIX_IDS, PREFIX_LOGPROBS
+from verl_ext.rollout.partial import MissingBehaviourLogprobs, PartialRollout, RolloutRows, rollout_dump_fields
+
+PROMPT_LEN, RESPONSE_LEN, GROUP, EOS = 4, 12, 2, 2
+SUFFIX_TOKEN, SUFFIX_LOGPROB = 7, -0.25
+
+
+class ScriptedManager:
+    """``generate_sequences`` as verl's manager returns it: prompts, responses, attention mask, rollout log-probs,
+    reward scores and the agent loop's extra fields; each suffix is ``max_new_tokens`` copies of one token."""
+
+    def __init__(self) -> None:
+        self.requests: list[DataProto] = []
+
+    def generate_sequences(self, batch: DataProto) -> DataProto:
+        self.requests.append(batch)
+        n = len(batch)
+        responses = torch.zeros(n, RESPONSE_LEN, dtype=torch.long)
+        logprobs = torch.zeros(n, RESPONSE_LEN)
+        mask = torch.zeros(n, PROMPT_LEN + RESPONSE_LEN, dtype=torch.long)
+        mask[:, :PROMPT_LEN] = 1
+        prefix_lens, generated = [], []
+        for row in range(n):
+            prefix = [int(t) for t in batch.non_tensor_batch[PREFIX_IDS][row]]
+            budget = int(batch.non_tensor_batch[MAX_NEW_TOKENS][row])
+            cached = batch.non_tensor_batch.get(PREFIX_LOGPROBS, [None] * n)[row]
+            prefix_logprobs = [0.0] * len(prefix) if cached is None else [float(x) for x in cached]
+            ids = prefix + [SUFFIX_TOKEN] * budget
+            responses[row, : len(ids)] = torch.tensor(ids)
+            logprobs[row, : len(ids)] = torch.tensor(prefix_logprobs + [SUFFIX_LOGPROB] * budget)
+            mask[row, PROMPT_LEN : PROMPT_LEN + len(ids)] = 1
+            prefix_lens.append(len(prefix))
+            generated.append(budget)
+        scores = torch.zeros(n, RESPONSE_LEN)
+        scores[:, 0] = torch.arange(n, dtype=torch.float32)
+        return DataProto.from_dict(
+            tensors={"prompts": torch.ones(n, PROMPT_LEN, dtype=torch.long), "responses": responses,
+                     "attention_mask": mask, "rollout_log_probs": logprobs, "rm_scores": scores},
+            non_tensors={OUT_PREFIX_LEN: np.array(prefix_lens), OUT_GENERATED: np.array(generated),
+                         "acc": np.array([True] * n, dtype=object)},
+        )
+
+
+def objects(values: list[Any]) -> np.ndarray:
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+def prompt_batch(indices: list[int]) -> DataProto:
+    return DataProto.from_dict(
+        tensors={"input_ids": torch.ones(len(indices), PROMPT_LEN, dtype=torch.long)},
+        non_tensors={"data_source": objects(["src"] * len(indices)),
+                     "extra_info": objects([{"index": i} for i in indices]),
+                     "raw_prompt": objects([[{"role": "user", "content": str(i)}] for i in indices]),
+                     "uid": objects([f"uid{i}" for i in indices])},
+    )
+
+
+def entry(ids: list[int], logprobs: Optional[list[float]]) -> CacheEntry:
+    return CacheEntry(response_ids=np.array(ids, np.int32),
+                      logprobs=None if logprobs is None else np.array(logprobs, np.float32),
+                      score=0.0, acc=True, step=0, source="seed", finished=True)
+
+
+def rollout(cache_entries: dict[int, CacheEntry], *, require: bool = False, current_logprobs: Any = None,
+            **rpo: Any) -> tuple[PartialRollout, ScriptedManager]:
+    rpo = {"truncation": {"max_new_tokens": 3}, **rpo}
+    config = load_rpo_config({"cache": {"store_logprobs": True}, **rpo})
+    cache = ExperienceCache(key_mode="index", tokenizer_fingerprint="fp")
+    cache.put_many([f"src:{i}" for i in cache_entries], list(cache_entries.values()))
+    partial = PartialRollout(config, cache, response_length=RESPONSE_LEN, group_size=GROUP, num_workers=1,
+                             eos_token_ids=[EOS], require_prefix_logprobs=require, current_logprobs=current_logprobs)
+    return partial, ScriptedManager()
+
+
+def step(partial: PartialRollout, manager: ScriptedManager, indices: list[int],
+         rows: Optional[RolloutRows] = None) -> DataProto:
+    """One generation + cache update, joined as RayRPOTrainer._generate_and_score joins them."""
+    batch = prompt_batch(indices)
+    output = partial.generate(manager, batch, batch, step=1, rows=rows or RolloutRows())
+    joined = batch.repeat(repeat_times=GROUP, interleave=True).union(output)
+    partial.update_cache(joined, step=1)
+    return joined
+
+
+ANSWER = [5, 5, 5, 5, 5, 5, 5, EOS]
+REAL = [-0.5 - 0.125 * i for i in range(len(ANSWER))]
+
+
+def test_real_prefix_logprobs_reach_the_engine_and_carry_over_into_the_cache():
+    partial, manager = rollout({0: entry(ANSWER, REAL)})
+    step(partial, manager, [0])
+    suffix_request = manager.requests[-1]
+    prefix_len = len(suffix_request.non_tensor_batch[PREFIX_IDS][0])
+    np.testing.assert_array_equal(suffix_request.non_tensor_batch[PREFIX_LOGPROBS][0], REAL[:prefix_len])
+    stored = partial.cache.get("src:0")
+    assert stored.step == 1 and stored.logprobs is not None
+    np.testing.assert_allclose(stored.logprobs[:prefix_len], REAL[:prefix_len])
+    np.testing.assert_allclose(stored.logprobs[prefix_len:], SUFFIX_LOGPROB)
+
+
+def test_placeholder_prefix_logprobs_are_never_stored_as_real():
+    """An entry without behaviour log-probs (an offline cache built without them): the engine sees 0.0 stand-ins,
+    and the answer that replaces the entry keeps no log-probs rather than those zeros."""
+    partial, manager = rollout({0: entry(ANSWER, None)})
+    joined = step(partial, manager, [0])
+    assert manager.requests[-1].non_tensor_batch[PREFIX_LOGPROBS][0] is None
+    assert not joined.non_tensor_batch["rpo_prefix_logprobs_real"].any()
+    stored = partial.cache.get("src:0")
+    assert stored.step == 1 and stored.logprobs is None
+
+
+def test_a_seeded_answer_keeps_its_real_logprobs():
+    partial, manager = rollout({})
+    step(partial, manager, [3])
+    seed_request = manager.requests[0]
+    assert len(seed_request.non_tensor_batch[PREFIX_IDS][0]) == 0
+    assert partial.cache.get("src:3").logprobs is not None
+
+
+def test_a_corrected_prefix_loss_refuses_an_entry_without_logprobs():
+    partial, manager = rollout({0: entry(ANSWER, REAL), 1: entry(ANSWER, None)}, loss_on_prefix=True,
+                               require=True)
+    with pytest.raises(MissingBehaviourLogprobs, match=r"'src:1'.*--store-logprobs"):
+        step(partial, manager, [0, 1])
+    assert manager.requests == [], "nothing may be generated from a placeholder prefix"
+
+
+class LetterTokenizer:
+    """Decodes token id i as the letter chr(ord('a') + i), dropping EOS like skip_special_tokens."""
+
+    def batch_decode(self, sequences, skip_special_tokens=True):
+        return ["".join(chr(ord("a") + i) for i in ids if i != EOS) for ids in sequences]
+
+
+def test_rollout_data_dir_fields_say_which_part_was_regenerated():
+    partial, manager = rollout({0: entry(ANSWER, REAL)})
+    joined = step(partial, manager, [0])
+    fields = rollout_dump_fields(joined, LetterTokenizer())
+    prefix_len = len(manager.requests[-1].non_tensor_batch[PREFIX_IDS][0])
+    generated = int(manager.requests[-1].non_tensor_batch[MAX_NEW_TOKENS][0])
+    assert fields["rpo_prefix_len"] == [prefix_len] * GROUP
+    assert fields["rpo_suffix"] == [chr(ord("a") + SUFFIX_TOKEN) * generated] * GROUP
+    assert fields["rpo_generated_tokens"] == [generated] * GROUP
+    assert fields["rpo_cache_hit"] == [True] * GROUP and fields["rpo_staleness"] == [1] * GROUP
+
+
+def test_rows_record_the_cached_answers_cut_this_step():
+    """The diagnostics of the testbed: length and correctness of the cached answers a step was cut from."""
+    wrong = CacheEntry(response_ids=np.array([5] * 5, np.int32), logprobs=None, score=0.0, acc=False, step=0,
+                       source="seed", finished=False)
+    partial, manager = rollout({0: entry(ANSWER, REAL), 1: wrong})
+    rows = RolloutRows()
+    batch = prompt_batch([0, 1, 2])
+    partial.generate(manager, batch, batch, step=1, rows=rows)
+    assert sorted(rows.cached_lens) == [5, len(ANSWER)] and sorted(rows.cached_correct) == [False, True]
+
+
+class ScriptedPolicy:
+    """The current policy's log-probs of cached answers: the behaviour ones, except one token made near-impossible."""
+
+    def __init__(self, behaviour: list[float], unlikely_at: Optional[int] = None) -> None:
+        self.behaviour, self.unlikely_at = behaviour, unlikely_at
+        self.calls: list[tuple[list[str], list[list[int]]]] = []
+
+    def __call__(self, gen_batch: DataProto, answers: list[np.ndarray]) -> list[np.ndarray]:
+        self.calls.append(([m[0]["content"] for m in gen_batch.non_tensor_batch["raw_prompt"]],
+                           [a.tolist() for a in answers]))
+        current = np.array(self.behaviour, dtype=np.float64)
+        if self.unlikely_at is not None:
+            current[self.unlikely_at] = np.log(1e-12)
+        return [current[: len(a)] for a in answers]
+
+
+VERIFIED = {"truncation": {"mode": "verified", "max_new_tokens": 3, "verify_max_new_tokens": 9}}
+
+
+def test_verified_rollout_cuts_at_the_token_the_current_policy_rejects_and_lets_the_suffix_finish():
+    policy = ScriptedPolicy(REAL, unlikely_at=2)
+    partial, manager = rollout({0: entry(ANSWER, REAL), 1: entry(ANSWER, None)}, current_logprobs=policy, **VERIFIED)
+    rows = RolloutRows()
+    step(partial, manager, [0, 1], rows)
+    # One pass, one row per prompt, over the answers whose entry kept behaviour log-probs only.
+    assert policy.calls == [(["0"], [ANSWER])]
+    request = manager.requests[-1]
+    prefixes = [len(p) for p in request.non_tensor_batch[PREFIX_IDS][::GROUP]]
+    budgets = list(request.non_tensor_batch[MAX_NEW_TOKENS][::GROUP])
+    assert prefixes[0] == 2 and budgets[0] == min(9, RESPONSE_LEN - 2)
+    assert 5 <= prefixes[1] <= 7 and budgets[1] == len(ANSWER) - prefixes[1]  # the fallback: the tail cut
+    assert rows.verify_accepted == [2] and rows.verify_lengths == [len(ANSWER)] and rows.verify_fallbacks == 1
+    assert rows.verify_s >= 0.0
+
+
+def test_verified_rollout_keeps_the_tail_cut_when_the_policy_has_not_moved():
+    partial, manager = rollout({0: entry(ANSWER, REAL)}, current_logprobs=ScriptedPolicy(REAL), **VERIFIED)
+    rows = RolloutRows()
+    step(partial, manager, [0], rows)
+    assert rows.verify_accepted == [len(ANSWER)]
+    prefix = len(manager.requests[-1].non_tensor_batch[PREFIX_IDS][0])
+    assert len(ANSWER) - 3 <= prefix <= len(ANSWER) - 1
+
+
+def test_verified_mode_needs_the_current_policys_pass():
+    with pytest.raises(ValueError, match="needs current_logprobs"):
+        rollout({0: entry(ANSWER, REAL)}, **VERIFIED)
+
+
+def test_verified_metrics_summarise_acceptance():
+    from verl_ext.training.metrics import verify_metrics
+
+    metrics = verify_metrics(accepted=[2, 8], lengths=[8, 8], fallbacks=1, seconds=0.5)
+    assert metrics == {"rpo/verify_accept_len_mean": 5.0, "rpo/verify_accept_rate": 10 / 16, "rpo/verify_s": 0.5,
+                       "rpo/verify_fallbacks": 1.0}
+    assert verify_metrics(accepted=[], lengths=[], fallbacks=0, seconds=0.0)["rpo/verify_accept_rate"] == 0.0
+
+
+def test_verified_answers_batch_is_laid_out_as_verl_holds_a_rollout():
+    from verl_ext.rollout.verify import answers_batch
+
+    batch = answers_batch([[1, 2, 3], [4]], [np.array([7, 8]), np.array([9, 9, 9])], pad_token_id=0, temperature=0.7)
+    assert batch.batch["prompts"].tolist() == [[1, 2, 3], [0, 0, 4]]
+    assert batch.batch["responses"].tolist() == [[7, 8, 0], [9, 9, 9]]
+    assert batch.batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]]
+    assert batch.batch["position_ids"].tolist() == [[0, 1, 2, 3, 4, 4], [0, 0, 0, 1, 2, 3]]
+    assert batch.batch["response_mask"].tolist() == [[1, 1, 0], [1, 1, 1]]
+    assert batch.meta_info["temperature"] == 0.7
+
+
+def test_verified_current_logprobs_pass_sees_the_agent_loops_prompt_tokens_and_no_padded_micro_batch(tiny_assets):
+    """The actor pass gets prompt rows tokenised as verl's agent loop tokenises them, padded only to the
+    data-parallel size, with a micro-batch that divides the rows; each answer gets back its own log-probs."""
+    from transformers import AutoTokenizer
+
+    from verl_ext.rollout.verify import CurrentLogprobs
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_assets.model_dir)
+    seen: list[DataProto] = []
+
+    def log_prob_pass(batch: DataProto) -> DataProto:
+        seen.append(batch)
+        fake = -torch.arange(batch.batch["responses"].numel(),
+        dtype=torch.float32).reshape(batch.batch["responses"].shape)
+        return DataProto.from_dict(tensors={"old_log_probs": fake})
+
+    current = CurrentLogprobs(
+        tokenizer,
+        hf_model_type="qwen2",
+        chat_template_kwargs={},
+        temperature=0.7,
+        log_prob_pass=log_prob_pass,
+        world_size=lambda: 2,
+        micro_batch_size=8,
+    )
+    gen_batch = prompt_batch([0, 1, 2])
+    answers = [np.array([5, 6, 7]), np.array([8]), np.array([9, 9])]
+    out = current(gen_batch, answers)
+    batch = seen[0]
+    assert len(batch) == 4 and batch.meta_info["micro_batch_size_per_gpu"] == 2  # 3 rows padded to 2 ranks x 2
+    expected_prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "0"}], add_generation_prompt=True, tokenize=True
+    )
+    expected_prompt = list(expected_prompt["input_ids"] if hasattr(expected_prompt, "keys") else expected_prompt)
+    prompt_row = batch.batch["prompts"][0]
+    assert prompt_row[batch.batch["attention_mask"][0, : prompt_row.numel()].bool()].tolist() == expected_prompt
+    assert batch.meta_info["temperature"] == 0.7
+    assert [o.tolist() for o in out] == [[0.0, -1.0, -2.0], [-3.0], [-6.0, -7.0]]
