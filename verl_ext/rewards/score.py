@@ -1,6 +1,6 @@
 """The RPO reward as verl's ``reward.custom_reward_function``: accuracy + format + cosine length, weighted 1:1:1.
 
-verl (``verl/trainer/ppo/reward.py::get_custom_reward_fn``) calls
+verl (``verl.trainer.ppo.reward.get_custom_reward_fn``) calls
 ``compute_score(data_source=, solution_str=, ground_truth=, extra_info=, **reward_kwargs)``, where ``reward_kwargs``
 is ``reward.custom_reward_function.reward_kwargs`` from the config and takes precedence over call-time kwargs. The
 reward managers (``naive``, ``dapo``) take ``score`` as the reward and log every other key as ``reward_extra_info``;

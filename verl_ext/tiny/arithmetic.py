@@ -225,7 +225,7 @@ def write_sft_parquet(
     path: str | Path, n: int, seed: int, *, min_digits: int = 2, max_digits: int = 3, task: str = "addition",
     slip_rate: float = 0.0,
 ) -> None:
-    """Writes ``n`` worked examples for verl's SFT trainer (verl/trainer/sft_trainer.py), whose default dataset,
+    """Writes ``n`` worked examples for verl's SFT trainer (``verl.trainer.sft_trainer``), whose default dataset,
     verl.utils.dataset.multiturn_sft_dataset.MultiTurnSFTDataset, reads a list of {"role", "content"} messages
     from the column named by ``data.messages_key`` (default "messages") and trains on the assistant turns.
     ``slip_rate``: carry slips
