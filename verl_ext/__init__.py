@@ -13,7 +13,9 @@ The recipe in ``recipe/rpo/`` (``main_rpo.py``, ``RayRPOTrainer``) runs a traini
 * ``cpu``: the CPU backend as verl and vLLM plugins, inert unless ``VERL_PLATFORM=cpu``.
 * ``data_prep``: hub math data sets to verl's RL parquet with the RPO system prompt.
 * ``tiny``: a tiny tokenizer, model and arithmetic task built from code, for tests, the demo and CPU experiments.
-* ``experiments``: benchmarks, the learning testbed, the shared-prefix exactness check and run summaries.
+* ``compare``: a run against its baseline from verl's logs (file logger, tensorboard, wandb): ratios, accuracy
+  differences with intervals, plots (``python -m verl_ext.compare``).
+* ``experiments``: benchmarks, the learning testbed, the shared-prefix exactness check and the demo's run summary.
 
 docs/architecture.md has the package map and the data flow of one training step.
 """

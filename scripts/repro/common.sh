@@ -27,7 +27,21 @@ VAL_FILES=${VAL_FILES:-"['$DATA_DIR/aime2024.parquet','$DATA_DIR/aime2025.parque
 N_GPUS=${N_GPUS:-8}
 NNODES=${NNODES:-1}
 PROJECT_NAME=${PROJECT_NAME:-rpo-repro}
-LOGGER=${LOGGER:-"['console','wandb']"}
+# wandb for the dashboards, verl's file logger for `python -m verl_ext.compare` without a wandb server.
+LOGGER=${LOGGER:-"['console','wandb','file']"}
+RUNS_ROOT=${RUNS_ROOT:-$REPO_ROOT/runs}
+
+# tracking EXPERIMENT_NAME: wandb online when a key is set (WANDB_API_KEY, or `wandb login`'s ~/.netrc), offline
+# otherwise (`wandb sync` uploads later); verl's file logger writes $RUNS_ROOT/$PROJECT_NAME/EXPERIMENT_NAME/metrics.jsonl
+# (verl truncates it when a run resumes: keep a copy of a finished run's file before resuming it).
+tracking() {
+  if [[ -z "${WANDB_MODE:-}" && -z "${WANDB_API_KEY:-}" ]] && ! grep -qs "api.wandb.ai" "$HOME/.netrc"; then
+    export WANDB_MODE=offline
+  fi
+  export VERL_FILE_LOGGER_PATH=${VERL_FILE_LOGGER_PATH:-$RUNS_ROOT/$PROJECT_NAME/$1/metrics.jsonl}
+  [[ "${DRY_RUN:-0}" == 1 ]] || mkdir -p "$(dirname "$VERL_FILE_LOGGER_PATH")"
+  echo "scripts/repro: wandb ${WANDB_MODE:-online}; metrics also in $VERL_FILE_LOGGER_PATH" >&2
+}
 
 # Run recipe/rpo/main_rpo.py with these hydra overrides; DRY_RUN=1: print the composed, resolved config and stop
 # (no Ray, no GPU; model and data paths need not exist).

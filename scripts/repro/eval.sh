@@ -72,4 +72,5 @@ TRAINER=(
   trainer.validation_data_dir="$GENERATIONS_DIR"
 )
 
+tracking "$EXPERIMENT_NAME"
 launch "${DATA[@]}" "${MODEL[@]}" "${ACTOR[@]}" "${ROLLOUT[@]}" "${TRAINER[@]}" "$@"

@@ -188,5 +188,6 @@ TRAINER=(
   trainer.default_local_dir="$CKPT_ROOT/$PROJECT_NAME/$EXPERIMENT_NAME"
 )
 
+tracking "$EXPERIMENT_NAME"
 launch "${DATA[@]}" "${MODEL[@]}" "${ACTOR[@]}" "${ROLLOUT[@]}" "${REF[@]}" "${ALGORITHM[@]}" "${REWARD[@]}" \
   "${RPO_ARGS[@]}" "${TRAINER[@]}" "$@"

@@ -1,4 +1,4 @@
-"""verl_ext.experiments.learning's pure parts: curves from verl's file logger, statistics, verdicts, the summary, the
+"""verl_ext.experiments.learning's pure parts: statistics, verdicts, the summary, the
 runs'
 overrides and the reuse of finished runs.
 
@@ -10,6 +10,8 @@ import json
 
 import pytest
 
+from verl_ext.compare.curves import run_curve
+from verl_ext.compare.file_logger import metrics_by_step
 from verl_ext.experiments.learning import arms, cli, comparison, curves, report, runner
 
 VAL_KEY = "val-core/tiny_arith/acc/mean@1"
@@ -26,64 +28,13 @@ def _lines(accs: dict[int, float], step_s: float, tokens: float, steps: int) -> 
     return lines
 
 
-def test_run_curve_accumulates_wall_clock_and_tokens_up_to_each_validation():
-    curve = curves.run_curve(_lines({0: 0.25, 2: 0.5, 4: 0.75}, step_s=3.0, tokens=100.0, steps=4))
-    assert curve == [
-        {"step": 0, "wall_s": 0.0, "generated_tokens": 0.0, "acc": 0.25},
-        {"step": 2, "wall_s": 6.0, "generated_tokens": 200.0, "acc": 0.5},
-        {"step": 4, "wall_s": 12.0, "generated_tokens": 400.0, "acc": 0.75},
-    ]
-
-
-def test_run_curve_reads_only_the_core_accuracy_and_averages_sources():
-    lines = [
-        {
-            "step": 0,
-            "data": {
-                VAL_KEY: 0.2,
-                "val-core/other/acc/mean@4": 0.4,
-                "val-aux/tiny_arith/acc/std@1": 0.9,
-                "val-core/tiny_arith/reward/mean@1": 5.0,
-            },
-        }
-    ]
-    assert curves.run_curve(lines)[0]["acc"] == pytest.approx(0.3)
-
-
-def test_run_curve_merges_lines_of_one_step():
-    lines = [{"step": 1, "data": {"timing_s/step": 2.0, "rpo/generated_tokens": 10}}, {"step": 1, "data": {VAL_KEY: 1}}]
-    assert curves.run_curve(lines) == [{"step": 1, "wall_s": 2.0, "generated_tokens": 10.0, "acc": 1.0}]
-
-
-def test_run_curve_rejects_a_training_step_without_timing_or_tokens():
-    lines = _lines({0: 0.1, 2: 0.2}, 1.0, 5.0, 2)
-    del lines[1]["data"]["rpo/generated_tokens"]
-    with pytest.raises(ValueError, match="step 1 logged no rpo/generated_tokens"):
-        curves.run_curve(lines)
-
-
-def test_run_curve_rejects_a_run_without_validation():
-    with pytest.raises(ValueError, match="no validation accuracy"):
-        curves.run_curve(_lines({0: 0.1}, 1.0, 5.0, 2)[1:])
-
-
-def test_spread_of_one_value_has_zero_std():
-    assert comparison.spread([0.5]) == {"mean": 0.5, "std": 0.0, "min": 0.5, "max": 0.5}
-    assert comparison.spread([1, 3])["std"] == pytest.approx(2**0.5)
-
-
-def test_mean_curve_averages_per_step_over_seeds_on_common_steps():
-    a = curves.run_curve(_lines({0: 0.2, 2: 0.4, 4: 0.6}, 1.0, 10.0, 4))
-    b = curves.run_curve(_lines({0: 0.4, 2: 0.6}, 3.0, 30.0, 2))
-    mean = comparison.mean_curve([a, b])
-    assert [p["step"] for p in mean] == [0, 2]
-    assert mean[1]["acc"]["mean"] == pytest.approx(0.5)
-    assert mean[1]["wall_s"] == {"mean": 4.0, "std": pytest.approx(2 * 2**0.5), "min": 2.0, "max": 6.0}
+def _curve(lines: list[dict]) -> list[dict]:
+    return run_curve(metrics_by_step(lines))
 
 
 def test_compare_seed_when_the_arm_reaches_the_baseline_early():
-    full = curves.run_curve(_lines({0: 0.3, 2: 0.5, 4: 0.6}, 10.0, 1000.0, 4))
-    rpo = curves.run_curve(_lines({0: 0.3, 2: 0.6, 4: 0.7}, 4.0, 250.0, 4))
+    full = _curve(_lines({0: 0.3, 2: 0.5, 4: 0.6}, 10.0, 1000.0, 4))
+    rpo = _curve(_lines({0: 0.3, 2: 0.6, 4: 0.7}, 4.0, 250.0, 4))
     verdict = comparison.compare_seed(full, rpo)
     assert verdict["final_acc_diff"] == pytest.approx(0.1)
     assert verdict["wall_ratio"] == pytest.approx(0.4)
@@ -94,8 +45,8 @@ def test_compare_seed_when_the_arm_reaches_the_baseline_early():
 
 
 def test_compare_seed_when_the_arm_never_reaches_the_baseline():
-    full = curves.run_curve(_lines({0: 0.3, 2: 0.9}, 10.0, 1000.0, 2))
-    rpo = curves.run_curve(_lines({0: 0.3, 2: 0.8}, 4.0, 250.0, 2))
+    full = _curve(_lines({0: 0.3, 2: 0.9}, 10.0, 1000.0, 2))
+    rpo = _curve(_lines({0: 0.3, 2: 0.8}, 4.0, 250.0, 2))
     verdict = comparison.compare_seed(full, rpo)
     assert verdict["reached_full_final"] is False
     assert verdict["reached_at_step"] is None and verdict["reached_at_wall_frac"] is None
@@ -103,8 +54,8 @@ def test_compare_seed_when_the_arm_never_reaches_the_baseline():
 
 def test_compare_seed_does_not_count_the_shared_start():
     """A baseline that ends below the start is not "reached" by the arm's untrained start point."""
-    full = curves.run_curve(_lines({0: 0.5, 2: 0.4}, 10.0, 1000.0, 2))
-    rpo = curves.run_curve(_lines({0: 0.5, 2: 0.3}, 4.0, 250.0, 2))
+    full = _curve(_lines({0: 0.5, 2: 0.4}, 10.0, 1000.0, 2))
+    rpo = _curve(_lines({0: 0.5, 2: 0.3}, 4.0, 250.0, 2))
     assert comparison.compare_seed(full, rpo)["reached_full_final"] is False
 
 
@@ -135,9 +86,9 @@ def test_diagnostic_steps_keep_every_training_step_in_order():
 
 def _runs():
     return {
-        "full": {s: curves.run_curve(_lines({0: 0.3, 2: 0.5 + 0.1 * s}, 10.0, 1000.0, 2)) for s in (0, 1, 2)},
-        "rpo": {s: curves.run_curve(_lines({0: 0.3, 2: 0.6}, 5.0, 300.0, 2)) for s in (0, 1, 2)},
-        "rpo_null": {s: curves.run_curve(_lines({0: 0.3, 2: 0.5 + 0.1 * s}, 11.0, 1000.0, 2)) for s in (0, 1, 2)},
+        "full": {s: _curve(_lines({0: 0.3, 2: 0.5 + 0.1 * s}, 10.0, 1000.0, 2)) for s in (0, 1, 2)},
+        "rpo": {s: _curve(_lines({0: 0.3, 2: 0.6}, 5.0, 300.0, 2)) for s in (0, 1, 2)},
+        "rpo_null": {s: _curve(_lines({0: 0.3, 2: 0.5 + 0.1 * s}, 11.0, 1000.0, 2)) for s in (0, 1, 2)},
     }
 
 
@@ -285,7 +236,7 @@ def test_a_recorded_run_that_stopped_early_is_an_error(tmp_path):
 
 def test_the_start_validations_of_all_runs_measure_the_validation_noise():
     runs = _runs()
-    runs["rpo"][1] = curves.run_curve(_lines({0: 0.5, 2: 0.6}, 5.0, 300.0, 2))
+    runs["rpo"][1] = _curve(_lines({0: 0.5, 2: 0.6}, 5.0, 300.0, 2))
     summary = comparison.summarize(runs)
     assert summary["start_validations"]["max"] == pytest.approx(0.5)
     assert summary["start_validations"]["mean"] == pytest.approx((8 * 0.3 + 0.5) / 9)
@@ -294,12 +245,12 @@ def test_the_start_validations_of_all_runs_measure_the_validation_noise():
 
 def test_the_instrument_checks_report_power_and_the_null_arm():
     runs = _runs()
-    runs["full"] = {s: curves.run_curve(_lines({0: 0.3, 2: 0.4 + 0.2 * s}, 10.0, 1000.0, 2)) for s in (0, 1, 2)}
+    runs["full"] = {s: _curve(_lines({0: 0.3, 2: 0.4 + 0.2 * s}, 10.0, 1000.0, 2)) for s in (0, 1, 2)}
     runs["rpo_null"] = runs["full"]
     checks = comparison.summarize(runs)["checks"]
     assert checks["power"]["holds"] is False  # gain 0.3 ± 0.2: the std is not under a third of the gain
     assert checks["null"] == {"final_acc_diff": pytest.approx(0.0), "tolerance": pytest.approx(0.4), "holds": True}
-    runs["full"] = {s: curves.run_curve(_lines({0: 0.3, 2: 0.5 + 0.01 * s}, 10.0, 1000.0, 2)) for s in (0, 1, 2)}
+    runs["full"] = {s: _curve(_lines({0: 0.3, 2: 0.5 + 0.01 * s}, 10.0, 1000.0, 2)) for s in (0, 1, 2)}
     summary = comparison.summarize(runs)
     assert summary["checks"]["power"]["holds"] is True
     assert summary["checks"]["null"]["tolerance"] == pytest.approx(0.03)

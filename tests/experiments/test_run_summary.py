@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from verl_ext.compare.file_logger import read_metrics
 from verl_ext.experiments import run_summary
-from verl_ext.experiments.run_metrics import read_metrics
 
 VAL = "val-core/tiny_arith/acc/mean@1"
 

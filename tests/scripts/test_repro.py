@@ -173,7 +173,7 @@ def test_dry_run_composes_the_papers_settings(configs, run):
         "trainer.nnodes": 1,
         "trainer.project_name": "rpo-repro",
         "trainer.experiment_name": f"{algo}-{size}-{variant}",
-        "trainer.logger": ["console", "wandb"],
+        "trainer.logger": ["console", "wandb", "file"],
         "trainer.total_epochs": 100 if dapo else 4,
     }
     assert {key: config[key] for key in expected} == expected
@@ -247,6 +247,17 @@ def test_environment_and_extra_overrides_reach_the_config(tmp_path):
     assert config["rpo.truncation.max_new_tokens"] == 200
     assert config["trainer.experiment_name"] == "dapo-1.5b-rpo-r4096"
     assert config["trainer.save_freq"] == 7
+
+
+@pytest.mark.parametrize(("env", "mode"), [({}, "offline"), ({"WANDB_API_KEY": "k"}, "online"),
+                                          ({"WANDB_MODE": "disabled"}, "disabled")])
+def test_compare_inputs_wandb_is_online_only_with_a_key_and_the_file_logger_writes_beside_it(tmp_path, env, mode):
+    result = subprocess.run(["bash", str(REPRO / "run_grpo_1.5b_baseline.sh")],
+                            env=script_env(tmp_path, RUNS_ROOT="/runs", **env), capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"scripts/repro: wandb {mode}; metrics also in /runs/rpo-repro/grpo-1.5b-baseline/metrics.jsonl" in (
+        result.stderr)
 
 
 def test_invalid_choices_stop_with_a_message(tmp_path):

@@ -1,4 +1,4 @@
 """Experiment tooling around the recipe, not part of a training run: benchmarks (``bench``), the learning testbed
 (``learning``), the shared-prefix exactness harness and check (``shared_prefix_harness``, ``shared_prefix_check``),
-run summaries (``run_metrics``, ``run_summary``) and the machine record every result carries (``machine``).
+the demo's run summary (``run_summary``) and the machine record every result carries (``machine``).
 Each script in ``scripts/`` is a thin command line over one of these."""

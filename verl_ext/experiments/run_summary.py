@@ -12,11 +12,11 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-from verl_ext.experiments.run_metrics import read_metrics, val_accuracy
+from verl_ext.compare.file_logger import read_metrics, val_accuracy
 
 
 def summary_lines(by_step: dict[int, dict], where: dict[str, Path]) -> list[str]:
-    """The summary of a run's metrics (:func:`verl_ext.experiments.run_metrics.read_metrics`); ``where`` names files to
+    """The summary of a run's metrics (:func:`verl_ext.compare.file_logger.read_metrics`); ``where`` names files to
     show."""
     train = {step: data for step, data in by_step.items() if "training/global_step" in data}
     if not train:

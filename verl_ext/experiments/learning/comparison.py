@@ -5,33 +5,9 @@ from __future__ import annotations
 import statistics
 from typing import Any, Optional, Sequence
 
+from verl_ext.compare.curves import mean_curve, spread
 from verl_ext.experiments.learning.arms import ARMS, BASELINE
 from verl_ext.experiments.learning.curves import DIAGNOSTIC_METRICS
-
-
-def spread(values: Sequence[float]) -> dict[str, float]:
-    """mean, sample standard deviation (0 for one value), min and max."""
-    values = [float(v) for v in values]
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "min": min(values),
-        "max": max(values),
-    }
-
-
-def mean_curve(curves: Sequence[Sequence[dict]]) -> list[dict]:
-    """Per validated step common to all ``curves`` (one per seed): the spread of accuracy, wall-clock and tokens."""
-    if not curves:
-        raise ValueError("no curves to average")
-    common = set.intersection(*({p["step"] for p in curve} for curve in curves))
-    result = []
-    for step in sorted(common):
-        at_step = [next(p for p in curve if p["step"] == step) for curve in curves]
-        result.append({"step": step, **{
-            field: spread([p[field] for p in at_step]) for field in ("acc", "wall_s", "generated_tokens")
-        }})
-    return result
 
 
 def share(part: float, whole: float) -> Optional[float]:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+from verl_ext.compare.plots import headless_pyplot, plot_accuracy
 from verl_ext.experiments.learning.arms import ARMS
 from verl_ext.experiments.learning.comparison import summarize
 from verl_ext.experiments.learning.curves import DIAGNOSTIC_METRICS
@@ -89,39 +90,14 @@ def markdown_summary(summary: dict[str, Any], settings: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def headless_pyplot() -> Any:
-    """matplotlib's pyplot on the file-only Agg backend (no display on the machines this runs on)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_curves(runs: dict[str, dict[int, list[dict]]], summary: dict[str, Any], x_field: str, x_label: str,
                 y_label: str, out_path: Path, title: str) -> None:
-    """Accuracy against ``x_field``: each seed thin, the mean over seeds thick with a min-max band."""
-    plt = headless_pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for arm in summary["arms"]:
-        color = ARMS[arm].color
-        for curve in runs[arm].values():
-            ax.plot([p[x_field] for p in curve], [p["acc"] for p in curve], color=color, alpha=0.3, linewidth=0.8)
-        mean = summary["arms"][arm]["mean_curve"]
-        xs = [p[x_field]["mean"] for p in mean]
-        ax.plot(xs, [p["acc"]["mean"] for p in mean], color=color, linewidth=2.2, marker="o", markersize=3.5,
-                label=f"{ARMS[arm].label} (mean of {len(summary['seeds'])} seeds)")
-        ax.fill_between(xs, [p["acc"]["min"] for p in mean], [p["acc"]["max"] for p in mean], color=color,
-                        alpha=0.12, linewidth=0)
-    ax.set_xlabel(x_label)
-    ax.set_ylabel(y_label)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_path)
-    plt.close(fig)
+    """Accuracy against ``x_field`` with the compare tool's plot: each seed thin, the mean over seeds thick with a
+    min-max band, in the arms' colours."""
+    seeds = summary["seeds"]
+    curves = {arm: [runs[arm][seed] for seed in seeds] for arm in summary["arms"]}
+    styles = {arm: (f"{ARMS[arm].label} (mean of {len(seeds)} seeds)", ARMS[arm].color) for arm in summary["arms"]}
+    plot_accuracy(curves, styles, x_field, x_label, y_label, out_path, title)
 
 
 # The per-step diagnostics drawn in diagnostics.png, one panel each.

@@ -20,8 +20,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
+from verl_ext.compare.curves import run_curve
+from verl_ext.compare.file_logger import metrics_by_step
 from verl_ext.experiments.learning.arms import ARMS
-from verl_ext.experiments.learning.curves import diagnostic_steps, run_curve, run_diagnostics
+from verl_ext.experiments.learning.curves import diagnostic_steps, run_diagnostics
 from verl_ext.experiments.learning.testbed import PROMPT_LENGTH, TESTBED_BUILD, TESTBED_WARMUP
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -143,7 +145,7 @@ def read_run(metrics_path: Path, steps: int, name: str) -> dict[str, Any]:
     """Curve and diagnostics of a run from its file-logger output; a run that did not validate at ``steps`` is an
     error (it stopped early, or ran with other settings)."""
     metric_lines = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    curve = run_curve(metric_lines)
+    curve = run_curve(metrics_by_step(metric_lines))
     if curve[-1]["step"] != steps:
         raise RuntimeError(
             f"{name}: last validation at step {curve[-1]['step']}, expected {steps} (metrics {metrics_path})"

@@ -1,0 +1,3 @@
+from verl_ext.compare.cli import main
+
+raise SystemExit(main())
