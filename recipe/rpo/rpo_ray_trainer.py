@@ -146,6 +146,7 @@ class RayRPOTrainer(SharedPrefixPassesMixin, CacheCheckpointMixin, RayPPOTrainer
             world_size=lambda: self.actor_rollout_wg.world_size,
             micro_batch_size=None if rollout.get("log_prob_use_dynamic_bsz", False) else int(
                 rollout.get("log_prob_micro_batch_size_per_gpu") or 1),
+            shared_prefix=lambda: self._step.rpo.shared_prefix,
         )
 
     # ------------------------------------------------------------------ training loop
@@ -339,7 +340,7 @@ class RayRPOTrainer(SharedPrefixPassesMixin, CacheCheckpointMixin, RayPPOTrainer
             self._balance_batch(batch, metrics=metrics)
         batch.meta_info.update(self._step.training_meta_info)
         if self._step.rpo.shared_prefix:
-            add_shared_prefix_columns(batch)
+            add_shared_prefix_columns(batch, whole_rows=self._step.whole_row_groups)
             metrics[IDEAL_METRIC] = whole_group_packed_frac(batch)
         batch.meta_info["global_token_num"] = torch.sum(batch.batch["attention_mask"], dim=-1).tolist()
         batch.meta_info["images_seqlens"] = [

@@ -25,3 +25,6 @@ class StepSettings:
     training_meta_info: Mapping[str, Any] = field(default_factory=dict)
     """Merged into the batch's meta-info before the training passes; verl's workers take e.g. ``use_dynamic_bsz``
     and ``micro_batch_size_per_gpu`` from it when present."""
+    whole_row_groups: bool = False
+    """With ``rpo.shared_prefix``: each row its own group, nothing shared (one causal attention per row; the
+    benchmark's fastest exact full-path denominator, ``verl_ext/shared_prefix/batch.py``)."""

@@ -164,11 +164,12 @@ if [[ "$RPO" == 1 ]]; then
 else
   RPO_ARGS=(rpo.enable=false)
 fi
-# 1: old log-prob, reference and update passes compute each group's shared part once (exact; needs sdpa attention,
-# so both arms use it and still differ only in RPO); 0: verl's own passes with its flash-attention default.
-SHARED_PREFIX=${SHARED_PREFIX:-1}
+# 1: the old log-prob, reference and update passes compute each group's shared part (prompt + cached prefix) once,
+# exact, with the model's own attention (verl's default flash_attention_2; sdpa also served). 0: verl's own passes.
+# Default: on for RPO, off for the baseline, which then runs as verl runs it (SHARED_PREFIX=1 shares its prompt).
+SHARED_PREFIX=${SHARED_PREFIX:-$RPO}
 case "$SHARED_PREFIX" in
-  1) RPO_ARGS+=(rpo.shared_prefix=true +actor_rollout_ref.model.override_config.attn_implementation=sdpa) ;;
+  1) RPO_ARGS+=(rpo.shared_prefix=true) ;;
   0) RPO_ARGS+=(rpo.shared_prefix=false) ;;
   *) echo "SHARED_PREFIX must be 1 or 0, got '$SHARED_PREFIX'" >&2; exit 2 ;;
 esac

@@ -127,6 +127,27 @@ def test_summary_json_keys_and_medians(tmp_path):
     assert table.count("| counted | rpo |") == 3 and table.count("| counted | full |") == 3
 
 
+def test_flash_fair_denominator_full_rows_gets_ratios_beside_verls_default():
+    """With ``full_rows`` in the run every dynamic arm is also divided by it; ``full``'s own ratio to it is the
+    kernel gap that a ratio against ``full`` alone hides. Static arms keep their one denominator."""
+    run_arms = ("rpo", "full", "full_rows", "rpo_static", "full_static")
+    lines, step_s = [], {"rpo": 20.0, "full": 50.0, "full_rows": 40.0, "rpo_static": 25.0, "full_static": 60.0}
+    for step in range(1, arms.total_steps(1, 2, run_arms) + 1):
+        phase, arm = arms.step_plan(step, 1, run_arms)
+        lines.append(_line(step, arm, phase == "warmup", 800 if arm.startswith("rpo") else 8000, 10.0, step_s[arm],
+                           update_s=step_s[arm] / 2))
+    summary = bench_records.summarize(bench_records.step_records(lines), {}, {}, arms=run_arms)
+    assert summary["step_time_ratio"] == pytest.approx(20.0 / 50.0)
+    assert summary["step_time_ratio_vs_full_rows"] == pytest.approx(20.0 / 40.0)
+    assert summary["update_actor_ratio_vs_full_rows"] == pytest.approx(0.5)
+    assert summary["full/step_time_ratio_vs_full_rows"] == pytest.approx(50.0 / 40.0)
+    assert summary["full_rows/step_time_ratio"] == pytest.approx(40.0 / 50.0)
+    assert summary["rpo_static/step_time_ratio"] == pytest.approx(25.0 / 60.0)
+    assert not any(key.startswith("rpo_static/") and key.endswith("_vs_full_rows") for key in summary)
+    assert "full_rows/step_time_ratio_vs_full_rows" not in summary
+    assert arms.ARMS["full_rows"] == arms.Arm(rpo=False, shared_prefix=True, whole_rows=True)
+
+
 def test_summary_without_rounds():
     records = bench_records.step_records(_run_lines(rounds=1))[:2]
     summary = bench_records.summarize(records, {}, {}, arms=ARMS)
@@ -238,7 +259,7 @@ def test_each_arm_gets_its_step_settings():
     from verl_ext.config import load_rpo_config
     from verl_ext.experiments.bench.trainer import BenchRPOTrainer
 
-    plan = ["rpo", "full", "full_shared", "rpo_unshared", "rpo_verified", "rpo_static", "full_static"]
+    plan = ["rpo", "full", "full_shared", "rpo_unshared", "rpo_verified", "rpo_static", "full_static", "full_rows"]
     config = SimpleNamespace(bench=SimpleNamespace(warmup_steps=1, arms=plan, micro_batch_size=4))
     trainer = SimpleNamespace(config=config, rpo=load_rpo_config({"truncation": {"mode": "uniform"}}))
     trainer.step_plan = lambda step: BenchRPOTrainer.step_plan(trainer, step)
@@ -252,9 +273,11 @@ def test_each_arm_gets_its_step_settings():
         "rpo_verified": (True, True, "verified", False),
         "rpo_static": (True, True, "uniform", True),
         "full_static": (False, False, "uniform", True),
+        "full_rows": (False, True, "uniform", False),
     }
     for arm, (partial, shared, mode, static) in expected.items():
         got = settings[arm]
         assert (got.partial_rollout, got.rpo.shared_prefix, got.rpo.truncation.mode) == (partial, shared, mode), arm
         assert dict(got.training_meta_info) == (arms.static_batching(4) if static else {}), arm
+        assert got.whole_row_groups is (arm == "full_rows"), arm
         assert got.rpo.cache == trainer.rpo.cache

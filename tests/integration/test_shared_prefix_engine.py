@@ -3,8 +3,9 @@
 The harness runs in a child started with VERL_PLATFORM=cpu (verl picks its platform when imported): for the tiny
 Qwen2 (also with gradient checkpointing, and with ``use_remove_padding=true``) and a tiny Llama, G=2 and G=4, with
 fixed-size and dynamic (token-budget) micro-batches, each sized once to hold whole groups and once to cut them
-apart, it runs the old-log-prob/ref pass and the actor update with the option on and off on the same RPO-shaped
-batch (left-padded prompts, several groups, cached prefixes of 0-25 tokens, 1-token and EOS-terminated suffixes)."""
+apart (and for Qwen2 and Llama loaded with the flash-attention layout's reference kernel, ``rpo_varlen_reference``),
+it runs the old-log-prob/ref pass and the actor update with the option on and off on the same RPO-shaped batch
+(left-padded prompts, several groups, cached prefixes of 0-25 tokens, 1-token and EOS-terminated suffixes)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,21 @@ def test_shared_prefix_update_gradients_match_unshared_for_every_parameter(engin
     for case in cases(engine_results, model=model, **{"pass": "update"}):
         assert case["grad_params"] == case["grad_params_on"] > 0, case
         assert case["grad_max_rel"] < TOLERANCE, case
+
+
+@pytest.mark.parametrize("model", ["qwen2_flash_reference", "llama_flash_reference"])
+def test_flash_layout_through_verls_engine_matches_unshared_log_probs_entropy_and_gradients(engine_results, model):
+    """The varlen layout (``verl_ext/shared_prefix/varlen.py``) with the pure-torch kernel in flash-attention's
+    place, against verl's own passes, every micro-batching and loss aggregation mode."""
+    forward, update = cases(engine_results, model=model, **{"pass": "forward"}), cases(engine_results, model=model,
+                                                                                      **{"pass": "update"})
+    assert len(forward) == 8 and len(update) == 24
+    for case in forward:
+        assert max(case["log_probs_max_rel"], case["entropy_max_rel"], case["sum_pi_squared_max_rel"]) < TOLERANCE, case
+    for case in update:
+        assert case["grad_params"] == case["grad_params_on"] > 0 and case["grad_max_rel"] < TOLERANCE, case
+        for off, on in case["metrics"].values():
+            assert abs(on - off) <= TOLERANCE * max(abs(off), 1e-3), case
 
 
 @pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"])

@@ -283,3 +283,33 @@ def test_verified_current_logprobs_pass_sees_the_agent_loops_prompt_tokens_and_n
     assert prompt_row[batch.batch["attention_mask"][0, : prompt_row.numel()].bool()].tolist() == expected_prompt
     assert batch.meta_info["temperature"] == 0.7
     assert [o.tolist() for o in out] == [[0.0, -1.0, -2.0], [-3.0], [-6.0, -7.0]]
+
+
+def test_verified_current_logprobs_pass_takes_the_packed_path_with_each_row_its_own_group(tiny_assets):
+    """With the shared-prefix passes on, each cached answer is its own group whose shared part is the whole row
+    (one causal attention per row in the engine); the padding copy packs with the row it copies."""
+    from transformers import AutoTokenizer
+
+    from verl_ext.rollout.verify import CurrentLogprobs
+    from verl_ext.shared_prefix.engine import GROUP_KEY, SHARED_LEN_KEY
+
+    seen: list[DataProto] = []
+
+    def log_prob_pass(batch: DataProto) -> DataProto:
+        seen.append(batch)
+        return DataProto.from_dict(tensors={"old_log_probs": torch.zeros(batch.batch["responses"].shape)})
+
+    shared_prefix = {"on": False}
+    current = CurrentLogprobs(AutoTokenizer.from_pretrained(tiny_assets.model_dir), hf_model_type="qwen2",
+                              chat_template_kwargs={}, temperature=0.7, log_prob_pass=log_prob_pass,
+                              world_size=lambda: 2, micro_batch_size=8, shared_prefix=lambda: shared_prefix["on"])
+    answers = [np.array([5, 6, 7]), np.array([8]), np.array([9, 9])]
+    current(prompt_batch([0, 1, 2]), answers)
+    assert SHARED_LEN_KEY not in seen[0].batch.keys()
+    shared_prefix["on"] = True
+    current(prompt_batch([0, 1, 2]), answers)
+    batch = seen[1]
+    row_lengths = batch.batch["attention_mask"].sum(-1)
+    assert torch.equal(batch.batch[SHARED_LEN_KEY], row_lengths)  # the whole row is the shared part
+    groups = batch.batch[GROUP_KEY].tolist()
+    assert len(set(groups[:3])) == 3 and groups[3] == groups[0]  # 3 answers, the 4th row pads with a copy of row 0

@@ -94,8 +94,9 @@ def nested_configs(tmp_path_factory) -> dict[tuple[str, str], dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def configs(nested_configs) -> dict[str, dict[str, Any]]:
-    """The flattened dry-run config of each of the eight runs as users run them (SHARED_PREFIX=1)."""
-    return {run: flatten(nested_configs[(run, "1")]) for run in RUNS}
+    """The flattened dry-run config of each of the eight runs as users run them (SHARED_PREFIX's default: 1 for the
+    RPO runs, 0 for the baselines)."""
+    return {run: flatten(nested_configs[(run, "1" if run.endswith("_rpo") else "0")]) for run in RUNS}
 
 
 @pytest.mark.parametrize("shared_prefix", ["1", "0"])
@@ -185,9 +186,13 @@ def test_dry_run_composes_the_papers_settings(configs, run):
 
 
 @pytest.mark.parametrize(("algo", "size"), list(itertools.product(("grpo", "dapo"), SIZES)))
-def test_rpo_and_baseline_differ_only_in_rpo_and_the_experiment_name(configs, algo, size):
+def test_rpo_and_baseline_differ_only_in_rpo_the_shared_prefix_option_and_the_experiment_name(configs, algo, size):
     rpo, baseline = configs[f"run_{algo}_{size}_rpo"], configs[f"run_{algo}_{size}_baseline"]
-    assert differing(rpo, baseline) == with_derived({"rpo.enable", "trainer.experiment_name"})
+    assert differing(rpo, baseline) == with_derived({"rpo.enable", "rpo.shared_prefix", "trainer.experiment_name"})
+    assert (rpo["rpo.shared_prefix"], baseline["rpo.shared_prefix"]) == (True, False)
+    for config in (rpo, baseline):  # verl's default attention (flash_attention_2) in both arms
+        assert "actor_rollout_ref.model.override_config.attn_implementation" not in config
+        assert config["actor_rollout_ref.model.use_remove_padding"] is True
     assert baseline["trainer.default_local_dir"].endswith(f"/{algo}-{size}-baseline")
 
 
@@ -359,11 +364,12 @@ def test_scripts_use_the_project_venv_without_activation(tmp_path):
     assert flatten(yaml.safe_load(result.stdout))["rpo.enable"] is True
 
 
-def test_shared_prefix_is_on_with_sdpa_in_both_arms_and_off_gives_verls_own_passes(tmp_path):
-    for run in ("run_grpo_1.5b_rpo.sh", "run_grpo_1.5b_baseline.sh"):
-        on = dry_run(run, tmp_path)
-        assert on["rpo.shared_prefix"] is True
-        assert on["actor_rollout_ref.model.override_config.attn_implementation"] == "sdpa"
-        off = dry_run(run, tmp_path, SHARED_PREFIX="0")
+def test_shared_prefix_is_on_in_the_rpo_arm_off_in_the_baseline_and_either_way_on_request(tmp_path):
+    defaults = {run: dry_run(f"{run}.sh", tmp_path) for run in ("run_grpo_1.5b_rpo", "run_grpo_1.5b_baseline")}
+    assert defaults["run_grpo_1.5b_rpo"]["rpo.shared_prefix"] is True
+    assert defaults["run_grpo_1.5b_baseline"]["rpo.shared_prefix"] is False
+    for run in defaults:
+        assert dry_run(f"{run}.sh", tmp_path, SHARED_PREFIX="1")["rpo.shared_prefix"] is True
+        off = dry_run(f"{run}.sh", tmp_path, SHARED_PREFIX="0")
         assert off["rpo.shared_prefix"] is False
         assert "actor_rollout_ref.model.override_config.attn_implementation" not in off

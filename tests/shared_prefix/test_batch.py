@@ -42,8 +42,7 @@ def test_shared_prefix_is_on_by_default():
 
 
 @pytest.mark.parametrize(("key", "value", "named"), [
-    ("actor_rollout_ref.model.override_config.attn_implementation", "flash_attention_2",
-     "attn_implementation=flash_attention_2"),
+    ("actor_rollout_ref.model.override_config.attn_implementation", "eager", "attn_implementation=eager"),
     ("actor_rollout_ref.model.use_fused_kernels", True, "use_fused_kernels"),
     ("actor_rollout_ref.actor.ulysses_sequence_parallel_size", 2, "actor.ulysses_sequence_parallel_size=2"),
     ("actor_rollout_ref.ref.ulysses_sequence_parallel_size", 2, "ref.ulysses_sequence_parallel_size=2"),
@@ -54,10 +53,14 @@ def test_shared_prefix_refuses_unsupported_settings_at_start_up_naming_the_optio
         check_shared_prefix_supported(with_overrides(cpu_config, **{key: value}))
 
 
-def test_shared_prefix_refuses_verls_gpu_default_attention(gpu_config):
-    """verl's default is flash_attention_2: the recipe says what to set instead of failing in a worker."""
-    with pytest.raises(ValueError, match="supported: sdpa"):
-        check_shared_prefix_supported(gpu_config)
+def test_shared_prefix_serves_verls_flash_default_and_names_what_it_serves_otherwise(gpu_config):
+    """verl's GPU default (flash_attention_2, no override) is served; another implementation is refused at start-up
+    with the list, instead of failing in a worker."""
+    check_shared_prefix_supported(gpu_config)
+    attention = "actor_rollout_ref.model.override_config.attn_implementation"
+    flex = with_overrides(gpu_config, **{attention: "flex_attention"})
+    with pytest.raises(ValueError, match="supported: sdpa, flash_attention_2, rpo_varlen_reference"):
+        check_shared_prefix_supported(flex)
 
 
 def test_shared_prefix_columns_are_prompt_plus_cached_prefix_per_row_and_group_by_uid():
@@ -79,3 +82,15 @@ def test_shared_prefix_full_path_rows_share_the_prompt_only():
                                 non_tensors={"uid": np.array(["x", "x"], dtype=object)})
     add_shared_prefix_columns(batch)
     assert batch.batch[SHARED_LEN_KEY].tolist() == [2, 2]
+
+
+def test_flash_fair_denominator_whole_row_groups_share_nothing():
+    """``whole_rows``: each row its own group, its whole unpadded row the shared part (one causal call per row)."""
+    attention = torch.tensor([[0, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]])
+    batch = DataProto.from_dict(
+        tensors={"prompts": torch.zeros(3, 4, dtype=torch.long), "attention_mask": attention},
+        non_tensors={"uid": np.array(["b", "b", "a"], dtype=object), "rpo_prefix_len": np.array([1, 1, 0])},
+    )
+    add_shared_prefix_columns(batch, whole_rows=True)
+    assert batch.batch[SHARED_LEN_KEY].tolist() == [5, 4, 4]
+    assert batch.batch[GROUP_KEY].tolist() == [0, 1, 2]

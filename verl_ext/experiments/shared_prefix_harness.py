@@ -41,6 +41,7 @@ from verl.workers.utils.padding import left_right_2_no_padding
 from verl_ext.experiments.shared_prefix_check import tiny_config
 from verl_ext.rollout.agent_loop import OUT_PREFIX_LEN
 from verl_ext.rollout.verify import answers_batch
+from verl_ext.shared_prefix.attention import VARLEN_REFERENCE
 from verl_ext.shared_prefix.batch import add_shared_prefix_columns
 from verl_ext.shared_prefix.engine import SharedPrefixFSDPEngine, install_shared_prefix_engine
 from verl_ext.shared_prefix.layout import SharedPrefixMismatch
@@ -49,6 +50,7 @@ from verl_ext.tiny import ensure_tiny_assets
 
 RECIPE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "recipe" / "rpo" / "config"
 PROMPT_TOKENS = 32
+FLASH_REFERENCE_OVERRIDE = f"actor_rollout_ref.model.override_config.attn_implementation={VARLEN_REFERENCE}"
 
 
 @dataclass(frozen=True)
@@ -413,6 +415,10 @@ def main() -> None:
                 ),
                 # verl's GPU default: the unshared path packs rows (transformers masks the packed sdpa sequence).
                 "qwen2_remove_padding": EngineUnderTest(qwen_dir, ["actor_rollout_ref.model.use_remove_padding=true"]),
+                # The flash-attention layout (varlen calls, no mask) through its pure-torch reference kernel.
+                "qwen2_flash_reference": EngineUnderTest(qwen_dir, [FLASH_REFERENCE_OVERRIDE]),
+                "llama_flash_reference": EngineUnderTest(tiny_llama_dir(qwen_dir, Path(tmp) / "llama_flash"),
+                                                         [FLASH_REFERENCE_OVERRIDE]),
             }
             result: dict[str, Any] = {
                 "cases": list(exactness_cases(engines)),

@@ -24,6 +24,9 @@ import torch
 from verl import DataProto
 from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
 
+from verl_ext.rollout.agent_loop import OUT_PREFIX_LEN
+from verl_ext.shared_prefix.batch import add_shared_prefix_columns
+
 LogProbPass = Callable[[DataProto], DataProto]
 """The actor's log-prob pass: a padded DataProto in, ``old_log_probs`` (B, response width) out."""
 
@@ -55,10 +58,12 @@ class CurrentLogprobs:
     """``current(gen_batch, answers) -> per answer, the current policy's log-prob of each token``."""
 
     def __init__(self, tokenizer: Any, hf_model_type: str | None, chat_template_kwargs: dict, temperature: float,
-                 log_prob_pass: LogProbPass, world_size: Callable[[], int], micro_batch_size: int | None) -> None:
+                 log_prob_pass: LogProbPass, world_size: Callable[[], int], micro_batch_size: int | None,
+                 shared_prefix: Callable[[], bool] = lambda: False) -> None:
         """``micro_batch_size``: the log-prob pass's rows per GPU micro-batch (None: dynamic batch size). The batch
         is padded to the data-parallel size only; its micro-batch is the largest divisor of the rows per rank that
-        does not exceed this, so that a few prompts are not padded up to a whole micro-batch."""
+        does not exceed this, so that a few prompts are not padded up to a whole micro-batch. ``shared_prefix``:
+        whether the step runs the shared-prefix passes; the rows then take the engine's packed path too."""
         from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 
         self.builder = create_continuous_token_builder(tokenizer, hf_model_type=hf_model_type,
@@ -68,11 +73,19 @@ class CurrentLogprobs:
         self.log_prob_pass = log_prob_pass
         self.world_size = world_size
         self.micro_batch_size = micro_batch_size
+        self.shared_prefix = shared_prefix
 
     def __call__(self, gen_batch: DataProto, answers: Sequence[np.ndarray]) -> list[np.ndarray]:
         prompts = [self.builder.build_initial_tokens(list(messages))
                    for messages in gen_batch.non_tensor_batch["raw_prompt"]]
         batch = answers_batch(prompts, answers, self.pad_token_id, self.temperature)
+        if self.shared_prefix():
+            # Each row its own group whose shared part is the whole row: the engine's packed path then runs one
+            # causal attention per row (per sequence with flash-attention's varlen kernel), where verl's path with
+            # sdpa and remove-padding masks the whole packed micro-batch; the padding rows (copies) pack with theirs.
+            batch.non_tensor_batch["uid"] = np.array([str(row) for row in range(len(batch))], dtype=object)
+            batch.non_tensor_batch[OUT_PREFIX_LEN] = np.array([len(answer) for answer in answers], dtype=np.int64)
+            add_shared_prefix_columns(batch)
         world_size = self.world_size()
         padded, pad = pad_dataproto_to_divisor(batch, world_size)
         if self.micro_batch_size is not None:

@@ -13,7 +13,7 @@ import torch
 from verl import DataProto
 
 from verl_ext.rollout.agent_loop import OUT_PREFIX_LEN
-from verl_ext.shared_prefix.attention import SUPPORTED_ATTENTION
+from verl_ext.shared_prefix.attention import supported_attention
 from verl_ext.shared_prefix.engine import GROUP_KEY, SHARED_LEN_KEY
 from verl_ext.shared_prefix.rank_balance import group_members, packed_cost
 
@@ -35,8 +35,16 @@ def whole_group_packed_frac(batch: DataProto) -> float:
     return packed / max(sum(row_lens), 1)
 
 
-def add_shared_prefix_columns(batch: DataProto) -> None:
-    """Add :data:`SHARED_LEN_KEY` and :data:`GROUP_KEY`; every training pass of the batch then packs by group."""
+def add_shared_prefix_columns(batch: DataProto, whole_rows: bool = False) -> None:
+    """Add :data:`SHARED_LEN_KEY` and :data:`GROUP_KEY`; every training pass of the batch then packs by group.
+
+    ``whole_rows``: each row its own group whose shared part is the whole row, so nothing is shared and the packed
+    pass runs one causal attention per row with no mask and no padding: the fastest exact attention for whole rows
+    where the model's attention is sdpa (the rollout benchmark's ``full_rows`` denominator)."""
+    if whole_rows:
+        batch.batch[SHARED_LEN_KEY] = batch.batch["attention_mask"].sum(-1).to(torch.long)
+        batch.batch[GROUP_KEY] = torch.arange(len(batch), dtype=torch.long)
+        return
     _, group_index = np.unique(np.asarray(batch.non_tensor_batch["uid"]), return_inverse=True)
     batch.batch[SHARED_LEN_KEY] = shared_part_lengths(batch)
     batch.batch[GROUP_KEY] = torch.as_tensor(group_index.reshape(-1), dtype=torch.long)
@@ -48,7 +56,7 @@ def check_shared_prefix_supported(config: Any) -> None:
     attention = (model.get("override_config") or {}).get("attn_implementation", "flash_attention_2")
     refusals = {
         f"actor_rollout_ref.model.override_config.attn_implementation={attention} (supported: "
-        f"{SUPPORTED_ATTENTION})": attention != SUPPORTED_ATTENTION,
+        f"{', '.join(supported_attention())})": attention not in supported_attention(),
         "actor_rollout_ref.model.use_fused_kernels=true": bool(model.get("use_fused_kernels", False)),
     }
     for role in ("actor", "ref"):

@@ -139,7 +139,7 @@ class SharedPrefixFSDPEngine(FSDPEngineWithLMHead):
             hf_config = self.model_config.hf_config
             check_model_supported(hf_config, source=str(self.model_config.path))
             self._attention_layers = attention_layer_count(hf_config)
-        install_grouped_attention()
+        install_grouped_attention(self._attention_implementation())
         input_ids, position_ids = micro_batch["input_ids"], micro_batch["position_ids"]
         group_ids = micro_batch[GROUP_KEY]
         layout = pack_rows(list(input_ids.unbind()), list(position_ids.unbind()), micro_batch[SHARED_LEN_KEY],
@@ -163,6 +163,10 @@ class SharedPrefixFSDPEngine(FSDPEngineWithLMHead):
         }
         return model_inputs, output_args
 
+    def _attention_implementation(self) -> str:
+        """The attention implementation the model was loaded with (verl's default: flash_attention_2)."""
+        return str(getattr(self.model_config.hf_config, "_attn_implementation", None) or "flash_attention_2")
+
     def prepare_model_outputs(self, output, output_args, micro_batch: TensorDict, logits_processor_func):
         layout: PackedGroups | None = output_args.get(_LAYOUT_ARG)
         if layout is None:
@@ -171,7 +175,7 @@ class SharedPrefixFSDPEngine(FSDPEngineWithLMHead):
             raise RuntimeError(
                 f"rpo.shared_prefix: the model's forward reached the grouped attention {layout.attention_calls} "
                 f"times for its {self._attention_layers} attention layers; every layer must attend through it "
-                "(actor_rollout_ref.model.override_config.attn_implementation=sdpa, no layer with its own attention)"
+                f"(attn_implementation={self._attention_implementation()}, no layer with its own attention)"
             )
 
         logits = verl_compat.scale_logits_by_temperature(

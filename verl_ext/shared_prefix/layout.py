@@ -13,7 +13,7 @@ Torch only: importable and checkable on a machine without verl (``scripts/check_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -59,6 +59,9 @@ class PackedGroups:
         """(B,) tokens per row."""
         self.attention_calls = 0
         """Incremented by the grouped attention; a forward that never reached it did not use this layout."""
+        self.plans: dict[tuple[str, str], Any] = {}
+        """Per attention kind and device, the indices and masks its calls need: built by the first layer, reused
+        by the others (``attention.py``, ``varlen.py``)."""
 
     @property
     def packed_tokens(self) -> int:

@@ -18,6 +18,9 @@ class Arm(NamedTuple):
     """Dynamic batch size (the run's token budgets, as scripts/repro); False: ``--micro-batch-size`` rows."""
     baseline: str = "full"
     """The arm whose value is the denominator of this arm's ratios (the full path with the same micro-batching)."""
+    whole_rows: bool = False
+    """The training passes through the shared-prefix engine with each row its own group: nothing shared, one causal
+    attention per row, no mask and no padding (``StepSettings.whole_row_groups``)."""
 
 
 ARMS: dict[str, Arm] = {
@@ -28,10 +31,17 @@ ARMS: dict[str, Arm] = {
     "rpo_verified": Arm(rpo=True, shared_prefix=True, verified=True),
     "rpo_static": Arm(rpo=True, shared_prefix=True, dynamic_bsz=False, baseline="full_static"),
     "full_static": Arm(rpo=False, shared_prefix=False, dynamic_bsz=False, baseline="full_static"),
+    "full_rows": Arm(rpo=False, shared_prefix=True, whole_rows=True),
 }
 DEFAULT_ARMS = ("rpo", "full", "full_shared")
 BASELINE_ARM = "full"
 """The denominator of the default arms' ratios: the full path as verl runs it (``*_static`` arms: ``full_static``)."""
+FAST_BASELINE_ARM = "full_rows"
+"""The second denominator, when the run includes it: the full path with the fastest exact attention this machine
+has for whole rows. On CPU verl's full path runs its CPU preset (padded rows, a 4-D mask that sends sdpa to its
+slower masked kernels) while RPO's packed passes run causal sdpa without a mask: part of a ratio against ``full``
+is kernel choice, not RPO; against ``full_rows`` it is not. On a GPU verl's own path (flash-attention varlen, remove
+padding) already is the fastest exact one."""
 
 
 def step_plan(step: int, warmup_steps: int, arms: Sequence[str] = DEFAULT_ARMS) -> tuple[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from typing import Any, Iterable, Optional, Sequence
 
-from verl_ext.experiments.bench.arms import ARMS, DEFAULT_ARMS
+from verl_ext.experiments.bench.arms import ARMS, DEFAULT_ARMS, FAST_BASELINE_ARM
 
 # Metric names (verl's and the recipe's) read back from verl's file logger.
 ARM_METRIC = "bench/arm"
@@ -159,23 +159,33 @@ def time_breakdown(records: Sequence[dict]) -> dict[str, dict[str, Optional[floa
     return result
 
 
+def denominators(arm: str, arms: Sequence[str]) -> list[tuple[str, str]]:
+    """(baseline arm, ratio-name suffix) of each ratio ``arm`` gets: its own baseline, and with ``full_rows`` in the
+    run also that one for every dynamic-batch arm (suffix ``_vs_full_rows``)."""
+    result = [] if arm == ARMS[arm].baseline else [(ARMS[arm].baseline, "")]
+    if FAST_BASELINE_ARM in arms and arm != FAST_BASELINE_ARM and ARMS[arm].dynamic_bsz:
+        result.append((FAST_BASELINE_ARM, f"_vs_{FAST_BASELINE_ARM}"))
+    return result
+
+
 def summarize(records: Sequence[dict], settings: dict, machine: dict, wall_s: Optional[float] = None,
               arms: Sequence[str] = DEFAULT_ARMS) -> dict:
     """The benchmark's JSON: the medians over the counted rounds of each arm's ratios to ``full`` (``rpo``'s as
     top-level keys: ``generated_token_ratio``, ``rollout_time_ratio``, ``step_time_ratio``, ``old_log_prob_ratio``,
-    ``update_actor_ratio``; other arms' as ``<arm>/<ratio>``), ``rounds``, min/median/max of each ratio
+    ``update_actor_ratio``; other arms' as ``<arm>/<ratio>``) and, with ``full_rows`` in the run, to it as well
+    (``<ratio>_vs_full_rows``; ``full``'s own among them shows the kernel gap), ``rounds``, min/median/max of each ratio
     (``ratio_stats``), the per-round values, every step record, the time breakdown, the settings and the machine."""
     rounds = round_steps(records, arms)
     round_rows = []
     for index, by_arm in enumerate(rounds, start=1):
         row: dict[str, Any] = {"round": index, "steps": {arm: r["step"] for arm, r in by_arm.items()}}
         for arm, record in by_arm.items():
-            baseline = ARMS[arm].baseline
-            if arm != baseline:
-                row.update({ratio_name(arm, name): ratio(record[field], by_arm[baseline][field])
+            for baseline, suffix in denominators(arm, arms):
+                row.update({ratio_name(arm, name + suffix): ratio(record[field], by_arm[baseline][field])
                             for name, field in RATIOS.items()})
         round_rows.append(row)
-    names = [ratio_name(arm, name) for arm in arms if arm != ARMS[arm].baseline for name in RATIOS]
+    names = [ratio_name(arm, name + suffix) for arm in arms for _, suffix in denominators(arm, arms)
+             for name in RATIOS]
     stats = {name: ratio_stats([row.get(name) for row in round_rows]) for name in names}
     return {
         **{name: stats[name]["median"] for name in names},
@@ -222,7 +232,8 @@ def markdown_table(summary: dict) -> str:
             f"| {_fmt(r['old_log_prob_s'])} | {_fmt(r['update_actor_s'])} | {_fmt(r['step_s'])} "
             f"| {_fmt(r['slowest_request_s'])} | {_fmt(r.get('prefix_cache_hit_rate'))} |"
         )
-    lines += ["", "| ratio (arm / its full-path baseline) | min | median | max |", "|---|---:|---:|---:|"]
+    lines += ["", "| ratio (arm / its full-path baseline; `_vs_full_rows`: / full_rows) | min | median | max |",
+              "|---|---:|---:|---:|"]
     for name, s in summary["ratio_stats"].items():
         lines.append(f"| {name} | {_fmt(s['min'], 3)} | {_fmt(s['median'], 3)} | {_fmt(s['max'], 3)} |")
     lines.append("")

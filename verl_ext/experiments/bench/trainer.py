@@ -79,7 +79,7 @@ class BenchRPOTrainer(RayRPOTrainer):
         truncation = dataclasses.replace(self.rpo.truncation, mode="verified") if arm.verified else self.rpo.truncation
         meta_info = {} if arm.dynamic_bsz else static_batching(int(self.config.bench.micro_batch_size))
         return StepSettings(rpo=dataclasses.replace(self.rpo, shared_prefix=arm.shared_prefix, truncation=truncation),
-                            partial_rollout=arm.rpo, training_meta_info=meta_info)
+                            partial_rollout=arm.rpo, training_meta_info=meta_info, whole_row_groups=arm.whole_rows)
 
     def on_rollout_end(self, batch: Optional[DataProto], metrics: dict, timing_raw: dict) -> None:
         phase, arm_name = self.step_plan(self.global_steps)
