@@ -127,6 +127,7 @@ def test_compare_cli_prints_the_table_and_writes_the_report_and_plots(logged_run
                      "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
+    assert printed.splitlines()[0].split()[-1] == "rpo/full"  # no --baseline: the last label is the baseline
     tokens_line = next(line for line in printed.splitlines() if line.startswith("generated tokens"))
     assert tokens_line.split()[-1] == f"{EXPECTED_RATIOS['rpo/generated_tokens']:.2f}"
     step_line = next(line for line in printed.splitlines() if line.startswith("step time (s)"))
@@ -188,7 +189,6 @@ def test_compare_reads_wandb_history_rows_by_step_and_keeps_only_numbers():
         0: {"val-core/x/acc/mean@1": 0.5}, 1: {"timing_s/step": 2.0, "rpo/generated_tokens": 10.0}}
 
 
-
 def test_compare_names_the_run_and_the_metric_a_baseline_never_logged(tmp_path):
     full = {step: {k: v for k, v in data.items() if k != "timing_s/gen"} for step, data in FULL.items()}
     paths = write_jsonl(tmp_path / "rpo.jsonl", RPO), write_jsonl(tmp_path / "full.jsonl", full)
@@ -222,7 +222,7 @@ def test_compare_cli_exits_2_with_a_message_on_bad_input(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_compare_cli_groups_runs_by_label_and_takes_the_last_label_as_baseline():
+def test_compare_cli_groups_runs_by_label_in_the_order_labels_first_appear():
     assert cli.parse_runs(["rpo=a/metrics.jsonl", "rpo=b.jsonl", "c/metrics.jsonl", "ent/proj/run1"]) == {
         "rpo": ["a/metrics.jsonl", "b.jsonl"], "c": ["c/metrics.jsonl"], "run1": ["ent/proj/run1"]}
 
@@ -244,3 +244,13 @@ def test_compare_command_lines_run_as_documented():
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, cwd=repo)
         assert result.returncode == 0, result.stderr
         assert "[LABEL=]RUN" in result.stdout and "--from-step" in result.stdout
+
+
+def test_compare_wandb_path_without_a_login_is_a_clear_error(monkeypatch, tmp_path):
+    """Without an API key wandb's public API refuses (its UsageError); the tool names the run and why, no traceback.
+    The wandb-server read itself is untested here (no network; wandb offers no local fake of its public API)."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path))
+    with pytest.raises(RunSourceError, match=r"ent/proj/abc123: no such file or directory here, and wandb could not"):
+        read_run("ent/proj/abc123")

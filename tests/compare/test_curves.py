@@ -63,3 +63,10 @@ def test_mean_curve_averages_per_step_over_seeds_on_common_steps():
     assert [p["step"] for p in mean] == [0, 2]
     assert mean[1]["acc"]["mean"] == pytest.approx(0.5)
     assert mean[1]["wall_s"] == {"mean": 4.0, "std": pytest.approx(2 * 2**0.5), "min": 2.0, "max": 6.0}
+
+
+def test_run_curve_from_step_counts_costs_from_that_step_only():
+    by_step = _by_step({0: 0.1, 2: 0.2, 4: 0.3}, 2.0, 10.0, 4)
+    del by_step[1]["timing_s/step"]  # a step left out of the costs may lack them
+    assert [(p["step"], p["wall_s"], p["generated_tokens"]) for p in run_curve(by_step, from_step=2)] == [
+        (0, 0.0, 0.0), (2, 2.0, 10.0), (4, 6.0, 30.0)]

@@ -1,6 +1,5 @@
-"""verl_ext.experiments.learning's pure parts: statistics, verdicts, the summary, the
-runs'
-overrides and the reuse of finished runs.
+"""verl_ext.experiments.learning's pure parts: statistics, verdicts, the summary, the runs' overrides and the reuse
+of finished runs (its accuracy curves: tests/compare/test_curves.py).
 
 The experiment itself (SFT warm-up, fifteen RL runs) is a script, not a test; nothing here imports verl."""
 

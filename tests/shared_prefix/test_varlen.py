@@ -4,11 +4,13 @@ against per-row forward and backward passes of every supported family."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
 from verl_ext.experiments.shared_prefix_check import TINY_MODELS, GroupSpec, rpo_rows, run_check, tiny_model
-from verl_ext.shared_prefix import varlen
+from verl_ext.shared_prefix import attention, varlen
 from verl_ext.shared_prefix.attention import SHARED_PREFIX_KWARG, VARLEN_REFERENCE, install_grouped_attention
 from verl_ext.shared_prefix.layout import pack_rows
 from verl_ext.shared_prefix.varlen import reference_varlen_attention, varlen_plan
@@ -36,7 +38,8 @@ def _dense(q, k, v, lens_q, lens_k, causal, scale, bottom_right=True):
 @pytest.mark.parametrize("causal", [True, False])
 def test_flash_reference_kernel_matches_a_dense_masked_attention(causal):
     gen = torch.Generator().manual_seed(0)
-    lens_q, lens_k = [5, 1, 7, 3], [12, 1, 7, 20]  # fewer queries than keys (suffixes), equal (shared parts)
+    # Fewer queries than keys (suffixes), as many (shared parts), more (with causal, some queries see no key: zeros).
+    lens_q, lens_k = [5, 1, 7, 3, 4], [12, 1, 7, 20, 2]
     q = torch.randn(sum(lens_q), 4, 8, generator=gen)
     k, v = (torch.randn(sum(lens_k), 2, 8, generator=gen) for _ in range(2))
     cu = lambda lens: torch.tensor([0, *lens]).cumsum(0).to(torch.int32)  # noqa: E731
@@ -69,17 +72,48 @@ def test_flash_varlen_plan_holds_each_rows_shared_keys_then_its_own():
     assert torch.equal(torch.cat([plan.shared_index, plan.suffix_index])[plan.order], torch.arange(8))
 
 
-@pytest.mark.parametrize("implementation", ["sdpa", VARLEN_REFERENCE])
-def test_flash_and_sdpa_layouts_are_built_once_per_micro_batch_not_per_layer(implementation, monkeypatch):
+@pytest.mark.parametrize(("implementation", "module", "builder"), [
+    ("sdpa", attention, "_sdpa_group_plan"),  # one plan per group
+    (VARLEN_REFERENCE, varlen, "_build_varlen_plan"),  # one plan per micro-batch
+])
+def test_flash_and_sdpa_layouts_are_built_once_per_micro_batch_not_per_layer(implementation, module, builder,
+                                                                            monkeypatch):
     builds = []
-    original = varlen._build_varlen_plan
-    monkeypatch.setattr(varlen, "_build_varlen_plan", lambda *args: builds.append(1) or original(*args))
+    original = getattr(module, builder)
+    monkeypatch.setattr(module, builder, lambda *args: builds.append(1) or original(*args))
     install_grouped_attention(implementation)
     model = tiny_model("qwen2", implementation)
     rows, shared, group_ids = rpo_rows(GROUPS, torch.Generator().manual_seed(0))
     layout = pack_rows(rows, [torch.arange(r.numel()) for r in rows], torch.tensor(shared), torch.tensor(group_ids))
     model(input_ids=layout.input_ids[None], position_ids=layout.position_ids[None],
           attention_mask=torch.ones_like(layout.input_ids)[None], **{SHARED_PREFIX_KWARG: layout})
-    assert layout.attention_calls == 2
+    assert layout.attention_calls == 2  # two layers, each reusing the plan the first built
     assert list(layout.plans) == [("sdpa" if implementation == "sdpa" else "varlen", "cpu")]
-    assert len(builds) == (0 if implementation == "sdpa" else 1)
+    assert len(builds) == (len(GROUPS) if implementation == "sdpa" else 1)
+
+
+def test_flash_kernel_glue_refuses_flash_attn_before_2_1_and_casts_float32_to_bf16(monkeypatch):
+    """The glue around flash-attn's kernel (the kernel needs CUDA): a version without bottom-right causal alignment
+    is refused, float32 inputs reach the kernel as bf16 and come back as float32. A module object stands in for the
+    flash_attn package, recording what the kernel received."""
+    import types
+
+    seen = []
+    fake = types.ModuleType("flash_attn")
+    fake.flash_attn_varlen_func = lambda q, k, v, *args, **kwargs: seen.append((q.dtype, kwargs)) or q * 2
+    monkeypatch.setitem(sys.modules, "flash_attn", fake)
+    for version, refused in (("2.0.9", True), ("2.6.3", False)):
+        fake.__version__ = version
+        varlen.flash_attn_varlen_kernel.cache_clear()
+        if refused:
+            with pytest.raises(ImportError, match="flash-attn >= 2.1.0 .* found 2.0.9"):
+                varlen.flash_attn_varlen_kernel()
+            continue
+        kernel = varlen.flash_attn_varlen_kernel()
+        q = torch.ones(3, 2, 4)
+        out = kernel(q, q, q, None, None, 3, 3, causal=True)
+        assert out.dtype == torch.float32 and torch.equal(out, q * 2)
+        assert seen == [(torch.bfloat16, {"causal": True})]
+        kernel(q.half(), q.half(), q.half(), None, None, 3, 3)
+        assert seen[-1][0] == torch.float16
+    varlen.flash_attn_varlen_kernel.cache_clear()

@@ -9,22 +9,22 @@ silent zero; a metric only RPO logs (its diagnostics) is shown for the runs that
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
+from verl_ext.compare.curves import STEP_TIME_METRIC, TOKENS_METRIC
+from verl_ext.compare.file_logger import VAL_ACC_KEY
 from verl_ext.compare.sources import RunHistory
 
-TOKENS = "rpo/generated_tokens"
+TOKENS = TOKENS_METRIC
 ROLLOUT_TIME = "timing_s/gen"
-STEP_TIME = "timing_s/step"
+STEP_TIME = STEP_TIME_METRIC
 # Metrics every compared run must log at each common training step, with what the report calls them.
 COST_METRICS = {TOKENS: "generated tokens", ROLLOUT_TIME: "rollout time (s)", STEP_TIME: "step time (s)"}
 RESPONSE_LENGTH = "response_length/mean"
 RPO_DIAGNOSTICS = ("rpo/cache_hit_rate", "rpo/no_signal_group_frac", "rpo/suffix_len_mean")
 TRAINING_STEP = "training/global_step"
-VAL_ACC = re.compile(r"^val-core/(?P<source>.+)/acc/mean@(?P<samples>\d+)$")
 
 
 class ComparisonError(ValueError):
@@ -45,7 +45,7 @@ def training_steps(run: RunHistory) -> list[int]:
 
 def validation_keys(run: RunHistory) -> set[str]:
     """The ``val-core/<source>/acc/mean@<n>`` keys ``run`` ever logged: its benchmarks and samples per problem."""
-    return {key for data in run.by_step.values() for key in data if VAL_ACC.match(key)}
+    return {key for data in run.by_step.values() for key in data if VAL_ACC_KEY.match(key)}
 
 
 def _steps_text(steps: Sequence[int]) -> str:
@@ -137,7 +137,9 @@ def compare_runs(groups: Mapping[str, Sequence[RunHistory]], baseline: str,
     def own_steps(run: RunHistory) -> list[int]:
         return [step for step in training_steps(run) if step >= from_step]
 
-    whole_run_time = per_label(lambda run: sum(run.by_step[s].get(STEP_TIME, 0.0) for s in own_steps(run)))
+    for run in runs:
+        require_metrics([run], [STEP_TIME], own_steps(run))
+    whole_run_time = per_label(lambda run: sum(run.by_step[s][STEP_TIME] for s in own_steps(run)))
     response = per_label(lambda run: _mean_over_steps(run, RESPONSE_LENGTH, steps))
     diagnostics = {metric: per_label(lambda run, m=metric: _mean_over_steps(run, m, steps))
                    for metric in RPO_DIAGNOSTICS if any(_mean_over_steps(r, metric, steps) is not None for r in runs)}
@@ -155,12 +157,13 @@ def compare_runs(groups: Mapping[str, Sequence[RunHistory]], baseline: str,
     }
 
 
-def _label_mean(values: Sequence[Optional[float]]) -> Optional[float]:
+def label_mean(values: Sequence[Optional[float]]) -> Optional[float]:
+    """The mean of a label's runs, None unless every run has a value."""
     return statistics.fmean(values) if values and all(v is not None for v in values) else None
 
 
 def _with_ratios(values: dict[str, list[Optional[float]]], baseline: str) -> dict[str, Any]:
-    means = {label: _label_mean(label_values) for label, label_values in values.items()}
+    means = {label: label_mean(label_values) for label, label_values in values.items()}
     base = means[baseline]
     ratios = {label: (mean / base if mean is not None and base else None) for label, mean in means.items()
               if label != baseline}
@@ -189,8 +192,8 @@ def compare_validation(groups: Mapping[str, Sequence[RunHistory]], baseline: str
     trained = [step for step in common if step > 0]
     benchmarks = {}
     for key in sorted(reference):
-        match = VAL_ACC.match(key)
-        source, samples = match["source"], int(match["samples"])
+        match = VAL_ACC_KEY.match(key)
+        source, samples = match["source"], int(match["n"])
         last = {label: [run.by_step[common[-1]][key] for run in label_runs] for label, label_runs in groups.items()}
         over = ({label: [statistics.fmean(run.by_step[s][key] for s in trained) for run in label_runs]
                  for label, label_runs in groups.items()} if trained else None)

@@ -12,17 +12,17 @@ STEP_TIME_METRIC = "timing_s/step"
 TOKENS_METRIC = "rpo/generated_tokens"
 
 
-def run_curve(by_step: Mapping[int, Mapping[str, float]]) -> list[dict]:
+def run_curve(by_step: Mapping[int, Mapping[str, float]], from_step: int = 1) -> list[dict]:
     """One point per validated step of a run's metrics by step.
 
     A point is ``{"step", "wall_s", "generated_tokens", "acc"}``, where ``wall_s`` and ``generated_tokens`` add up
-    ``timing_s/step`` and ``rpo/generated_tokens`` over the training steps up to and including ``step`` (0 for the
-    validation before training) and ``acc`` is the mean of the benchmarks' ``val-core/<source>/acc/mean@<n>``.
-    Raises ValueError on a training step that lacks either cost metric, or on a run with no validation at all."""
+    ``timing_s/step`` and ``rpo/generated_tokens`` over the training steps from ``from_step`` up to and including
+    ``step`` (0 before) and ``acc`` is the mean of the benchmarks' ``val-core/<source>/acc/mean@<n>``.
+    Raises ValueError on a counted training step that lacks either cost metric, or on a run with no validation."""
     points, wall_s, tokens = [], 0.0, 0.0
     for step in sorted(by_step):
         data = by_step[step]
-        if step > 0:
+        if step >= max(from_step, 1):
             missing = [m for m in (STEP_TIME_METRIC, TOKENS_METRIC) if m not in data]
             if missing:
                 raise ValueError(f"training step {step} logged no {', '.join(missing)}")

@@ -1,5 +1,5 @@
 """Reading a run's metrics back from verl's file logger (``VERL_FILE_LOGGER_PATH``, one ``{"step", "data"}`` JSON
-object a line), for the demo's summary and the evidence scripts."""
+object a line): one of the compare tool's sources, also read by the one-run summary and the learning testbed."""
 
 from __future__ import annotations
 

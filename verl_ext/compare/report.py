@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from verl_ext.compare.claims import COST_METRICS, STEP_TIME, Interval
+from verl_ext.compare.claims import COST_METRICS, STEP_TIME, Interval, label_mean
 from verl_ext.compare.curves import run_curve
 from verl_ext.compare.plots import plot_accuracy, plot_step_times
 from verl_ext.compare.sources import RunHistory
@@ -62,13 +62,8 @@ def table_rows(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
                                         labels, others))
     for metric, figures in result["diagnostics"].items():
         values = figures["values"]
-        rows.append([metric, *(_number(_mean_or_none(values[label]), 3) for label in labels), *("" for _ in others)])
+        rows.append([metric, *(_number(label_mean(values[label]), 3) for label in labels), *("" for _ in others)])
     return header, rows
-
-
-def _mean_or_none(values: Sequence[Optional[float]]) -> Optional[float]:
-    defined = [v for v in values if v is not None]
-    return sum(defined) / len(defined) if defined and len(defined) == len(values) else None
 
 
 def _difference_row(name: str, figures: Mapping[str, Any], labels: Sequence[str], others: Sequence[str]) -> list[str]:
@@ -106,19 +101,22 @@ def notes(result: Mapping[str, Any]) -> list[str]:
 
 
 def write_report(result: Mapping[str, Any], groups: Mapping[str, Sequence[RunHistory]], out: Path) -> dict[str, Path]:
-    """``report.md`` and the plots in ``out``; returns their paths."""
+    """``report.md`` and the plots in ``out``; returns their paths. The accuracy plots count costs from the table's
+    first step, as the table does."""
     out.mkdir(parents=True, exist_ok=True)
     colors = {label: f"C{index}" for index, label in enumerate(groups)}
     styles = {label: (f"{label} ({len(runs)} runs)" if len(runs) > 1 else label, colors[label])
               for label, runs in groups.items()}
-    curves = {label: [run_curve(run.by_step) for run in runs] for label, runs in groups.items()}
+    first = result["steps"][0]
+    curves = {label: [run_curve(run.by_step, from_step=first) for run in runs] for label, runs in groups.items()}
     paths = {name: out / file for name, file in PLOTS.items()}
     plot_accuracy(curves, styles, "wall_s", "training wall-clock (s, sum of timing_s/step)", "val accuracy",
                   paths["accuracy_vs_wallclock"], "Validation accuracy vs training wall-clock")
     plot_accuracy(curves, styles, "generated_tokens", "generated tokens (cumulative, rpo/generated_tokens)",
                   "val accuracy", paths["accuracy_vs_generated_tokens"], "Validation accuracy vs generated tokens")
-    step_times = {label: [{s: d[STEP_TIME] for s, d in run.by_step.items() if s > 0 and STEP_TIME in d} for run in runs]
-                  for label, runs in groups.items()}
+    # Every step, the ones left out of the costs included: the plot shows what --from-step leaves out.
+    step_times = {label: [{s: d[STEP_TIME] for s, d in run.by_step.items() if s > 0 and STEP_TIME in d}
+                          for run in runs] for label, runs in groups.items()}
     plot_step_times(step_times, styles, paths["step_time"], "Step time per training step")
     header, rows = table_rows(result)
     text = "\n".join([f"# {' vs '.join(result['labels'])}", "", markdown_table(header, rows), "",

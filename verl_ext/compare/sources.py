@@ -145,5 +145,6 @@ def read_wandb_run(location: str) -> dict[int, dict[str, float]]:
     try:
         run = wandb.Api().run(location)
         return scalar_rows_by_step(run.scan_history(), "_step")
-    except (wandb.errors.CommError, wandb.errors.AuthenticationError, ValueError) as error:
-        raise RunSourceError(f"{location}: wandb could not read the run ({error})") from None
+    except (wandb.errors.Error, ValueError) as error:  # not logged in, no network, no such run
+        raise RunSourceError(f"{location}: no such file or directory here, and wandb could not read it as the run "
+                             f"entity/project/run_id ({error})") from None

@@ -144,6 +144,7 @@ def run_check(model_name: str, device: str, groups: Sequence[GroupSpec] = DEFAUL
     ref_grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
 
+    _synchronize(device)
     started = time.perf_counter()
 
     layout = pack_rows(

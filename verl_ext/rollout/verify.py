@@ -24,7 +24,6 @@ import torch
 from verl import DataProto
 from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
 
-from verl_ext.rollout.agent_loop import OUT_PREFIX_LEN
 from verl_ext.shared_prefix.batch import add_shared_prefix_columns
 
 LogProbPass = Callable[[DataProto], DataProto]
@@ -82,10 +81,8 @@ class CurrentLogprobs:
         if self.shared_prefix():
             # Each row its own group whose shared part is the whole row: the engine's packed path then runs one
             # causal attention per row (per sequence with flash-attention's varlen kernel), where verl's path with
-            # sdpa and remove-padding masks the whole packed micro-batch; the padding rows (copies) pack with theirs.
-            batch.non_tensor_batch["uid"] = np.array([str(row) for row in range(len(batch))], dtype=object)
-            batch.non_tensor_batch[OUT_PREFIX_LEN] = np.array([len(answer) for answer in answers], dtype=np.int64)
-            add_shared_prefix_columns(batch)
+            # sdpa and remove-padding masks the whole packed micro-batch.
+            add_shared_prefix_columns(batch, whole_rows=True)
         world_size = self.world_size()
         padded, pad = pad_dataproto_to_divisor(batch, world_size)
         if self.micro_batch_size is not None:

@@ -146,8 +146,8 @@ def grouped_sdpa_attention(base: AttentionFn, module: torch.nn.Module, query: to
 def _varlen(kernel: Callable[[], VarlenKernel]) -> GroupedAttention:
     def grouped(base: AttentionFn, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
                 value: torch.Tensor, layout: PackedGroups, **kwargs: Any) -> torch.Tensor:
-        del base  # the varlen layout replaces the implementation's own call
-        return grouped_varlen_attention(kernel(), module, query, key, value, layout, **kwargs)
+        del base, module  # the varlen layout replaces the implementation's own call
+        return grouped_varlen_attention(kernel(), query, key, value, layout, **kwargs)
 
     return grouped
 

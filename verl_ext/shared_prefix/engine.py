@@ -164,8 +164,13 @@ class SharedPrefixFSDPEngine(FSDPEngineWithLMHead):
         return model_inputs, output_args
 
     def _attention_implementation(self) -> str:
-        """The attention implementation the model was loaded with (verl's default: flash_attention_2)."""
-        return str(getattr(self.model_config.hf_config, "_attn_implementation", None) or "flash_attention_2")
+        """The attention implementation the loaded model runs (transformers may settle on another than the config
+        asked for), else the config's (verl's default: flash_attention_2)."""
+        for config in (getattr(self.module, "config", None), self.model_config.hf_config):
+            implementation = getattr(config, "_attn_implementation", None)
+            if implementation:
+                return str(implementation)
+        return "flash_attention_2"
 
     def prepare_model_outputs(self, output, output_args, micro_batch: TensorDict, logits_processor_func):
         layout: PackedGroups | None = output_args.get(_LAYOUT_ARG)

@@ -17,6 +17,7 @@ Torch only: importable on a machine without verl or flash-attn; the flash kernel
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -63,16 +64,38 @@ def reference_varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     return torch.cat(outputs) if outputs else q.new_zeros(q.shape)
 
 
+FLASH_ATTN_MIN_VERSION = "2.1.0"
+"""flash-attn aligns a causal mask with fewer queries than keys to the bottom-right corner from 2.1 on; before, to
+the top-left, which would let a suffix query see the wrong keys without any error."""
+
+
+@functools.cache
 def flash_attn_varlen_kernel() -> VarlenKernel:
-    """flash-attention's ``flash_attn_varlen_func`` (CUDA only), with a clear error where it is missing."""
+    """flash-attention's ``flash_attn_varlen_func`` (CUDA only), with a clear error where it is missing or too old.
+
+    Like transformers' own flash-attention function, float32 inputs (e.g. float32 norms before the projections) are
+    cast to bfloat16 for the kernel, the kernel's only other dtype beside float16, and the output cast back."""
     try:
+        import flash_attn
         from flash_attn import flash_attn_varlen_func
     except ImportError as error:
         raise ImportError(
             "rpo.shared_prefix with attn_implementation=flash_attention_2 needs the flash-attn package on a CUDA "
             f"machine ({error}); use attn_implementation=sdpa, or the reference kernel to check the layout on CPU"
         ) from None
-    return flash_attn_varlen_func
+    from packaging.version import Version
+
+    if Version(flash_attn.__version__) < Version(FLASH_ATTN_MIN_VERSION):
+        raise ImportError(f"rpo.shared_prefix needs flash-attn >= {FLASH_ATTN_MIN_VERSION} (bottom-right causal "
+                          f"alignment), found {flash_attn.__version__}")
+
+    def kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if q.dtype in (torch.float16, torch.bfloat16):
+            return flash_attn_varlen_func(q, k, v, *args, **kwargs)
+        low = (tensor.to(torch.bfloat16) for tensor in (q, k, v))
+        return flash_attn_varlen_func(*low, *args, **kwargs).to(q.dtype)
+
+    return kernel
 
 
 @dataclass(frozen=True)
@@ -140,8 +163,8 @@ def _build_varlen_plan(layout: PackedGroups, device: torch.device) -> VarlenPlan
     )
 
 
-def grouped_varlen_attention(kernel: VarlenKernel, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
-                             value: torch.Tensor, layout: PackedGroups, **kwargs: Any) -> torch.Tensor:
+def grouped_varlen_attention(kernel: VarlenKernel, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                             layout: PackedGroups, **kwargs: Any) -> torch.Tensor:
     """Attention of one packed sequence (query (1, H, N, d), key/value (1, H_kv, N, d)) through ``kernel``.
 
     Returns (1, N, H, d), the layout transformers' attention functions return."""
