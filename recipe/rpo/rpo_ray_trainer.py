@@ -341,7 +341,7 @@ class RayRPOTrainer(SharedPrefixPassesMixin, CacheCheckpointMixin, RayPPOTrainer
         batch.meta_info.update(self._step.training_meta_info)
         if self._step.rpo.shared_prefix:
             add_shared_prefix_columns(batch, whole_rows=self._step.whole_row_groups)
-            metrics[IDEAL_METRIC] = whole_group_packed_frac(batch, whole_rows=self._step.whole_row_groups)
+            metrics[IDEAL_METRIC] = whole_group_packed_frac(batch)
         batch.meta_info["global_token_num"] = torch.sum(batch.batch["attention_mask"], dim=-1).tolist()
         batch.meta_info["images_seqlens"] = [
             seqlen

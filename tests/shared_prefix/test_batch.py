@@ -12,7 +12,11 @@ from omegaconf import OmegaConf
 from verl import DataProto
 
 from verl_ext.config import load_rpo_config
-from verl_ext.shared_prefix.batch import add_shared_prefix_columns, check_shared_prefix_supported
+from verl_ext.shared_prefix.batch import (
+    add_shared_prefix_columns,
+    check_shared_prefix_supported,
+    whole_group_packed_frac,
+)
 from verl_ext.shared_prefix.engine import GROUP_KEY, SHARED_LEN_KEY
 
 RECIPE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "recipe" / "rpo" / "config"
@@ -82,6 +86,9 @@ def test_shared_prefix_full_path_rows_share_the_prompt_only():
                                 non_tensors={"uid": np.array(["x", "x"], dtype=object)})
     add_shared_prefix_columns(batch)
     assert batch.batch[SHARED_LEN_KEY].tolist() == [2, 2]
+    assert whole_group_packed_frac(batch) == pytest.approx((2 + 1 + 2) / 7)  # the prompt once, then each answer
+    add_shared_prefix_columns(batch, whole_rows=True)
+    assert whole_group_packed_frac(batch) == 1.0  # the columns decide: whole rows share nothing
 
 
 def test_flash_fair_denominator_whole_row_groups_share_nothing():

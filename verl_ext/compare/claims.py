@@ -89,11 +89,11 @@ def difference_interval(values: Sequence[float], baseline: Sequence[float], conf
     estimate of the noise."""
     from scipy import stats
 
-    diff = statistics.fmean(values) - statistics.fmean(baseline)
+    mean, base = statistics.fmean(values), statistics.fmean(baseline)
+    diff = mean - base
     n1, n2 = len(values), len(baseline)
     if n1 + n2 >= 3:
-        squares = sum((v - statistics.fmean(values)) ** 2 for v in values)
-        squares += sum((v - statistics.fmean(baseline)) ** 2 for v in baseline)
+        squares = sum((v - mean) ** 2 for v in values) + sum((v - base) ** 2 for v in baseline)
         dof = n1 + n2 - 2
         half = stats.t.ppf((1 + confidence) / 2, dof) * math.sqrt(squares / dof * (1 / n1 + 1 / n2))
         return Interval(diff - half, diff + half, f"t, variance pooled over {n1 + n2} runs")
@@ -133,10 +133,10 @@ def compare_runs(groups: Mapping[str, Sequence[RunHistory]], baseline: str,
     def per_label(value_of) -> dict[str, list[Optional[float]]]:
         return {label: [value_of(run) for run in label_runs] for label, label_runs in groups.items()}
 
-    costs = {metric: per_label(lambda run, m=metric: sum(run.by_step[s][m] for s in steps)) for metric in COST_METRICS}
     def own_steps(run: RunHistory) -> list[int]:
         return [step for step in training_steps(run) if step >= from_step]
 
+    costs = {metric: per_label(lambda run, m=metric: sum(run.by_step[s][m] for s in steps)) for metric in COST_METRICS}
     for run in runs:
         require_metrics([run], [STEP_TIME], own_steps(run))
     whole_run_time = per_label(lambda run: sum(run.by_step[s][STEP_TIME] for s in own_steps(run)))
@@ -149,7 +149,7 @@ def compare_runs(groups: Mapping[str, Sequence[RunHistory]], baseline: str,
         "runs": {label: [run.location for run in label_runs] for label, label_runs in groups.items()},
         "steps": steps,
         "costs": {metric: _with_ratios(values, baseline) for metric, values in costs.items()},
-        "training_time": {"values": whole_run_time,
+        "training_time": {**_with_ratios(whole_run_time, baseline),
                           "steps": per_label(lambda run: len(own_steps(run)))},
         "response_length": _with_ratios(response, baseline),
         "diagnostics": {metric: {"values": values} for metric, values in diagnostics.items()},

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from verl_ext.compare.claims import COST_METRICS, STEP_TIME, Interval, label_mean
+from verl_ext.compare.claims import COST_METRICS, STEP_TIME, TOKENS, Interval, label_mean
 from verl_ext.compare.curves import run_curve
 from verl_ext.compare.plots import plot_accuracy, plot_step_times
 from verl_ext.compare.sources import RunHistory
@@ -43,15 +43,14 @@ def table_rows(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
         return [name, *(_number(figures["mean"][label], digits) for label in labels),
                 *(_number(figures["ratio"].get(label), 2) for label in others)]
 
-    digits = {"rpo/generated_tokens": 0}
     for metric, name in COST_METRICS.items():
-        rows.append(ratio_row(f"{name}, steps {steps[0]}-{steps[-1]}", result["costs"][metric], digits.get(metric, 1)))
+        digits = 0 if metric == TOKENS else 1
+        rows.append(ratio_row(f"{name}, steps {steps[0]}-{steps[-1]}", result["costs"][metric], digits))
     rows.append(ratio_row("response length (mean)", result["response_length"], 1))
-    time, step_counts = result["training_time"]["values"], result["training_time"]["steps"]
-    means = {label: sum(values) / len(values) for label, values in time.items()}
+    time, step_counts = result["training_time"], result["training_time"]["steps"]
     rows.append([f"training time (s, each run's steps from {steps[0]})",
-                 *(f"{means[label]:.1f} ({'/'.join(map(str, step_counts[label]))} steps)" for label in labels),
-                 *(_number(means[label] / means[baseline] if means[baseline] else None, 2) for label in others)])
+                 *(f"{time['mean'][label]:.1f} ({'/'.join(map(str, step_counts[label]))} steps)" for label in labels),
+                 *(_number(time["ratio"].get(label), 2) for label in others)])
     validation = result["validation"]
     for source, bench in validation["benchmarks"].items():
         name = f"val {source} mean@{bench['samples']}"

@@ -26,14 +26,13 @@ def shared_part_lengths(batch: DataProto) -> torch.Tensor:
     return prompt_lens + torch.as_tensor(np.asarray(prefix, dtype=np.int64))
 
 
-def whole_group_packed_frac(batch: DataProto, whole_rows: bool = False) -> float:
+def whole_group_packed_frac(batch: DataProto) -> float:
     """Packed over row tokens if every group were packed whole (no micro-batch or rank cutting one apart): the best
-    the shared-prefix passes can do on this batch, ``(P + G*S) / (G*(P + S))`` for G equal rows."""
-    if whole_rows:  # each row its own group (``add_shared_prefix_columns(whole_rows=True)``): nothing is shared
-        return 1.0
+    the shared-prefix passes can do on this batch, ``(P + G*S) / (G*(P + S))`` for G equal rows. Read from the
+    columns :func:`add_shared_prefix_columns` added, so it is what the passes will pack, whatever the grouping."""
     row_lens = batch.batch["attention_mask"].sum(-1).tolist()
-    shared = shared_part_lengths(batch).tolist()
-    packed = sum(packed_cost(rows, row_lens, shared) for rows in group_members(list(batch.non_tensor_batch["uid"])))
+    shared = batch.batch[SHARED_LEN_KEY].tolist()
+    packed = sum(packed_cost(rows, row_lens, shared) for rows in group_members(batch.batch[GROUP_KEY].tolist()))
     return packed / max(sum(row_lens), 1)
 
 
