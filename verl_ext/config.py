@@ -18,10 +18,11 @@ from omegaconf.errors import OmegaConfBaseException
 from verl.base_config import BaseConfig
 from verl.utils.config import omega_conf_to_dataclass
 
+import verl_ext.rollout.adaptive  # noqa: F401  (registers the "adaptive" cut policy)
 from verl_ext.cache.keys import check_key_mode
 from verl_ext.cache.replacement import get_replacement_policy
 from verl_ext.rollout.cold_start import get_cold_start
-from verl_ext.rollout.truncation import get_cut_policy, needs_current_logprobs
+from verl_ext.rollout.truncation import get_cut_policy, is_budgeted, needs_current_logprobs
 
 SelectionMetric = Literal["score", "acc"]
 SELECTION_METRICS: tuple[str, ...] = get_args(SelectionMetric)
@@ -76,6 +77,15 @@ class TruncationConfig(BaseConfig):
     (SPEC-RL's lenience; e^0.5 as for GRPO there; ``.inf`` accepts every token, i.e. the tail cut)."""
     verify_max_new_tokens: int = 1024
     """Verified only: the suffix budget, so that a suffix cut early can finish the answer (capped by ``R - prefix``)."""
+    depth_init: float = 0.25
+    """Adaptive only: a prompt's first depth, the fraction of its answer to regenerate."""
+    depth_min: float = 0.02
+    """Adaptive only: the smallest depth a prompt moves to."""
+    depth_factor: float = 2.0
+    """Adaptive only: a group that scored all alike multiplies or divides its prompt's depth by this."""
+    token_share: Optional[float] = None
+    """Policies that honour a budget (adaptive): the run generates at most this share of the full path's estimated
+    tokens (``verl_ext/rollout/token_budget.py``); None: no budget."""
 
     def __post_init__(self) -> None:
         get_cut_policy(self.mode)
@@ -91,6 +101,22 @@ class TruncationConfig(BaseConfig):
             raise ValueError(
                 f"rpo.truncation.verify_max_new_tokens must be an integer >= 1, got {self.verify_max_new_tokens!r}"
             )
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                   for v in (self.depth_init, self.depth_min, self.depth_factor)) \
+                or not 0.0 < self.depth_min <= self.depth_init <= 1.0 or not self.depth_factor > 1.0:
+            raise ValueError(
+                "rpo.truncation: need 0 < depth_min <= depth_init <= 1 and depth_factor > 1, got depth_min="
+                f"{self.depth_min!r}, depth_init={self.depth_init!r}, depth_factor={self.depth_factor!r}"
+            )
+        if self.token_share is not None:
+            if isinstance(self.token_share, bool) or not isinstance(self.token_share, (int, float)) \
+                    or not 0.0 < self.token_share <= 1.0:
+                raise ValueError(f"rpo.truncation.token_share must be a number in (0, 1] or null, got "
+                                 f"{self.token_share!r}")
+            if not is_budgeted(self.mode):
+                raise ValueError(f"rpo.truncation.token_share={self.token_share} has no effect in mode "
+                                 f"{self.mode!r}, which ignores the token budget; set it to null or use a budgeted "
+                                 "mode (adaptive)")
         if self.mode == "tail" and self.min_prefix != 0:
             raise ValueError(
                 f"rpo.truncation.min_prefix={self.min_prefix} has no effect in mode 'tail' (the cut is "
@@ -116,9 +142,26 @@ class CacheConfig(ReplacementConfig):
     """Keep each entry's behaviour log-probs (needed to train on the prefix with rollout correction)."""
     init_path: Optional[str] = None
     """An offline cache file (data_prep/build_cache.py) to start from; None seeds online."""
+    refresh_prob: float = 0.0
+    """Probability, per visit, of replacing a prompt's cached answer by a fresh full answer before cutting."""
+    refresh_after: int = 0
+    """Refresh an answer once it has been reused this many RPO steps since it was last generated in full; 0: never."""
+    refresh_all_wrong: bool = False
+    """Refresh a prompt's answer at the visit after its group scored all wrong."""
+    keep_counterpart: bool = False
+    """Keep, besides the entry's answer, the prompt's latest answer of the other correctness (needs a reward that
+    reports ``acc``), and cut from it with probability ``counterpart_prob``."""
+    counterpart_prob: float = 0.5
+    """With ``keep_counterpart``: the probability that a prompt holding both answers is cut from the counterpart."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for name in ("refresh_prob", "counterpart_prob"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"rpo.cache.{name} must be a number in [0, 1], got {value!r}")
+        if not _is_int(self.refresh_after) or self.refresh_after < 0:
+            raise ValueError(f"rpo.cache.refresh_after must be an integer >= 0, got {self.refresh_after!r}")
         try:
             check_key_mode(self.key)
         except ValueError as error:

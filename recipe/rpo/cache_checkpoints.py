@@ -12,7 +12,13 @@ from typing import Any, Optional
 
 from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 
-from verl_ext.cache.checkpoint import load_rpo_state, prune_rpo_files, save_rpo_state
+from verl_ext.cache.checkpoint import (
+    load_rpo_state,
+    prune_rpo_files,
+    restore_rollout_state,
+    rollout_state,
+    save_rpo_state,
+)
 from verl_ext.cache.store import ExperienceCache, tokenizer_fingerprint
 
 
@@ -34,8 +40,7 @@ class CacheCheckpointMixin:
     def _save_checkpoint(self) -> None:
         if self.partial_rollout is not None:
             step_dir = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
-            state = {"rng": self.partial_rollout.rng.bit_generator.state, "global_step": self.global_steps}
-            save_rpo_state(step_dir, self.partial_rollout.cache, state)
+            save_rpo_state(step_dir, self.partial_rollout.cache, rollout_state(self.partial_rollout, self.global_steps))
         super()._save_checkpoint()
         if self.partial_rollout is not None:
             prune_rpo_files(self.config.trainer.default_local_dir, self.config.trainer.get("max_actor_ckpt_to_keep"))
@@ -72,7 +77,6 @@ class CacheCheckpointMixin:
             return result
         cache, state = restored
         self.partial_rollout.cache = cache
-        if "rng" in state:
-            self.partial_rollout.rng.bit_generator.state = state["rng"]
+        restore_rollout_state(self.partial_rollout, state, step_dir)
         print(f"rpo: restored {len(cache)} cache entries from {step_dir}")
         return result

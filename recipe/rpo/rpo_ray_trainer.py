@@ -320,14 +320,14 @@ class RayRPOTrainer(SharedPrefixPassesMixin, CacheCheckpointMixin, RayPPOTrainer
             metrics["reward/verify_timeouts"] = metrics.get("reward/verify_timeouts", 0.0) + timeouts
         if self._step_rollout is not None:
             metrics["rpo/cache_writes"] = metrics.get("rpo/cache_writes", 0) + self._step_rollout.update_cache(
-                batch, self.global_steps
+                batch, self.global_steps, rows
             )
         return batch
 
     def _rollout_metrics(self, rows: RolloutRows) -> dict[str, float]:
         if self._step_rollout is None:
             return {"rpo/generated_tokens": float(rows.concat("suffix_lens").sum())}
-        return rollout_metrics(rows, cache_size=len(self._step_rollout.cache),
+        return rollout_metrics(rows, cache=self._step_rollout.cache, token_budget=self._step_rollout.token_budget,
                                response_budget=int(self.config.data.max_response_length),
                                group_size=int(self.config.actor_rollout_ref.rollout.n),
                                verifying=needs_current_logprobs(self._step.rpo.truncation.mode))

@@ -58,6 +58,14 @@ fi
 # ---- RPO
 RPO_MAX_NEW_TOKENS=${RPO_MAX_NEW_TOKENS:-300}  # the authors cut k ~ U{1..299} tokens and regenerate up to k
 RPO_CACHE_INIT=${RPO_CACHE_INIT:-null}         # an offline cache (data_prep/build_cache.py); null: seed online
+# The cut policy (recipe/rpo/README.md, "Choosing a cut"): tail (the authors', the default: the scripts reproduce the
+# paper), adaptive (a per-prompt depth under a token budget of RPO_TOKEN_SHARE of the full path's tokens; the suffix
+# may run what was cut + RPO_MAX_NEW_TOKENS), uniform or verified (SPEC-RL's check; stores behaviour log-probs).
+RPO_CUT=${RPO_CUT:-tail}
+RPO_TOKEN_SHARE=${RPO_TOKEN_SHARE:-0.3}
+case "$RPO_CUT" in tail | adaptive | uniform | verified) ;;
+  *) echo "RPO_CUT must be tail, adaptive, uniform or verified, got '$RPO_CUT'" >&2; exit 2 ;;
+esac
 
 # ---- memory and throughput (not the paper's; per H100 80GB)
 PROMPT_RESPONSE=$((PROMPT_LENGTH + RESPONSE_LENGTH))
@@ -77,7 +85,8 @@ SAVE_FREQ=${SAVE_FREQ:-50}
 MAX_CKPT_TO_KEEP=${MAX_CKPT_TO_KEEP:-2}
 
 NAME_SUFFIX=""
-if [[ "$RESPONSE_LENGTH" != 2048 ]]; then NAME_SUFFIX="-r$RESPONSE_LENGTH"; fi
+if [[ "$RPO" == 1 && "$RPO_CUT" != tail ]]; then NAME_SUFFIX="-$RPO_CUT"; fi
+if [[ "$RESPONSE_LENGTH" != 2048 ]]; then NAME_SUFFIX="$NAME_SUFFIX-r$RESPONSE_LENGTH"; fi
 EXPERIMENT_NAME=${EXPERIMENT_NAME:-$ALGO-$MODEL_SIZE-$VARIANT$NAME_SUFFIX}
 CKPT_ROOT=${CKPT_ROOT:-$REPO_ROOT/checkpoints}
 
@@ -158,9 +167,14 @@ fi
 if [[ "$RPO" == 1 ]]; then
   RPO_ARGS=(
     rpo.enable=true
+    rpo.truncation.mode="$RPO_CUT"
     rpo.truncation.max_new_tokens="$RPO_MAX_NEW_TOKENS"
     rpo.cache.init_path="$RPO_CACHE_INIT"
   )
+  case "$RPO_CUT" in
+    adaptive) RPO_ARGS+=(rpo.truncation.token_share="$RPO_TOKEN_SHARE") ;;
+    verified) RPO_ARGS+=(rpo.cache.store_logprobs=true actor_rollout_ref.rollout.calculate_log_probs=true) ;;
+  esac
 else
   RPO_ARGS=(rpo.enable=false)
 fi

@@ -147,12 +147,13 @@ def test_file_layout(tmp_path):
     path = tmp_path / "rpo_cache.parquet"
     make_cache().save(path)
     schema = pq.read_schema(path)
-    assert schema.metadata[b"schema_version"] == b"1"
+    assert schema.metadata[b"schema_version"] == b"2"
     assert schema.metadata[b"tokenizer_fingerprint"] == FINGERPRINT.encode()
     assert schema.metadata[b"key_mode"] == b"index"
     assert {name: str(schema.field(name).type) for name in schema.names} == {
-        "key": "string", "response_ids": "list<element: int32>", "logprobs": "list<element: float>",
-        "score": "float", "acc": "bool", "step": "int32", "source": "string", "finished": "bool"}
+        "key": "string", "slot": "string", "response_ids": "list<element: int32>",
+        "logprobs": "list<element: float>", "score": "float", "acc": "bool", "step": "int32", "source": "string",
+        "finished": "bool", "cut_state": "list<element: double>", "reuses": "int32", "last_right_frac": "float"}
 
 
 def test_save_replaces_and_leaves_no_temp_file(tmp_path):
@@ -234,7 +235,7 @@ def test_plain_parquet_is_not_a_cache(tmp_path):
         ExperienceCache.load(path)
 
 
-@pytest.mark.parametrize("version", [b"2", b"0", b"one"])
+@pytest.mark.parametrize("version", [b"3", b"0", b"one"])
 def test_unknown_schema_version(tmp_path, version):
     table = saved_table(tmp_path)
     path = write_variant(tmp_path, table.replace_schema_metadata({**table.schema.metadata,
@@ -291,7 +292,7 @@ def test_invalid_entry_names_the_row(tmp_path):
 def test_duplicate_keys(tmp_path):
     table = saved_table(tmp_path)
     path = write_variant(tmp_path, pa.concat_tables([table, table.slice(0, 1)]))
-    with pytest.raises(CacheFileError, match=re.escape("1 duplicated keys, e.g. 'math:0' x2")):
+    with pytest.raises(CacheFileError, match=re.escape("1 duplicated keys among its primary rows, e.g. 'math:0' x2")):
         ExperienceCache.load(path)
 
 

@@ -58,13 +58,23 @@ def test_compare_seed_does_not_count_the_shared_start():
     assert comparison.compare_seed(full, rpo)["reached_full_final"] is False
 
 
-def test_paired_interval_is_students_t():
-    interval = comparison.paired_interval([0.1, 0.2, 0.3])
-    # mean 0.2, std 0.1, t(0.975, 2) = 4.3027: half-width 4.3027 * 0.1 / sqrt(3)
-    assert interval["mean"] == pytest.approx(0.2) and interval["std"] == pytest.approx(0.1)
-    assert interval["low"] == pytest.approx(0.2 - 0.248418, abs=1e-5)
-    assert interval["high"] == pytest.approx(0.2 + 0.248418, abs=1e-5)
-    assert comparison.paired_interval([0.4])["low"] is None
+def test_pooled_model_shares_one_variance_over_all_arms():
+    finals = {"full": [0.5, 0.6, 0.7, 0.6, 0.6], "rpo": [0.4, 0.5, 0.6], "other": [0.3, 0.3, 0.3]}
+    model = comparison.pooled_model(finals)
+    # Squares 0.02 + 0.02 + 0 over 11 runs - 3 arms = 8 degrees of freedom; t(0.975, 8) = 2.306004.
+    assert model["dof"] == 8 and model["runs"] == 11
+    assert model["pooled_std"] == pytest.approx((0.04 / 8) ** 0.5)
+    diff = comparison.difference_interval(model, finals["rpo"], finals["full"])
+    half = 2.306004 * (0.04 / 8) ** 0.5 * (1 / 3 + 1 / 5) ** 0.5
+    assert diff["mean"] == pytest.approx(-0.1)
+    assert (diff["low"], diff["high"]) == (pytest.approx(-0.1 - half, abs=1e-6), pytest.approx(-0.1 + half, abs=1e-6))
+    assert (diff["n"], diff["n_baseline"]) == (3, 5)
+    low, high = comparison.mean_interval(model, finals["other"])
+    assert (low + high) / 2 == pytest.approx(0.3) and high - 0.3 == pytest.approx(2.306004 * (0.04 / 8 / 3) ** 0.5)
+    # One run per arm leaves no degrees of freedom: no interval rather than a made-up one.
+    single = comparison.pooled_model({"full": [0.5], "rpo": [0.4]})
+    assert single["pooled_std"] is None and comparison.difference_interval(single, [0.4], [0.5])["low"] is None
+    assert comparison.mean_interval(single, [0.4]) is None
 
 
 def test_run_diagnostics_average_the_training_steps_only():
@@ -91,17 +101,20 @@ def _runs():
     }
 
 
-def test_summarize_compares_every_arm_with_the_full_path_paired_by_seed():
+def test_summarize_compares_every_arm_with_the_full_path_under_the_pooled_model():
     summary = comparison.summarize(_runs(), {"rpo": {s: {"rpo/cached_acc_frac": 0.5 + 0.1 * s} for s in (0, 1, 2)}})
-    assert summary["seeds"] == [0, 1, 2]
+    assert summary["seeds"] == {"full": [0, 1, 2], "rpo": [0, 1, 2], "rpo_null": [0, 1, 2]}
     rpo = summary["comparisons"]["rpo"]
     assert rpo["reached_full_final"] == 2  # baseline finals 0.5, 0.6, 0.7 against RPO's 0.6
-    assert rpo["wall_ratio"]["mean"] == pytest.approx(0.5)
-    assert rpo["token_ratio"]["max"] == pytest.approx(0.3)
+    assert rpo["wall_share"] == pytest.approx(0.5) and rpo["token_share"] == pytest.approx(0.3)
+    # Squares 0.02 (full) + 0 (rpo) + 0.02 (rpo_null) over 9 - 3 dof; t(0.975, 6) = 2.446912.
+    half = 2.446912 * (0.04 / 6) ** 0.5 * (2 / 3) ** 0.5
     assert rpo["final_acc_diff"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    assert rpo["final_acc_diff"]["high"] == pytest.approx(half, abs=1e-6)
+    assert rpo["non_inferior"] is False and rpo["meets_goal"] is False  # -0.163 < -0.05
     assert rpo["reached_at_wall_frac"]["mean"] == pytest.approx(0.5)
-    null = summary["comparisons"]["rpo_null"]["final_acc_diff"]
-    assert (null["mean"], null["std"]) == (pytest.approx(0.0), pytest.approx(0.0))
+    assert summary["comparisons"]["rpo_null"]["final_acc_diff"]["mean"] == pytest.approx(0.0)
+    assert [point["arm"] for point in summary["frontier"]] == ["rpo", "full", "rpo_null"]
     arms = summary["arms"]
     assert arms["full"]["final_acc"]["mean"] == pytest.approx(0.6)
     assert arms["full"]["gain"]["mean"] == pytest.approx(0.3)
@@ -109,13 +122,26 @@ def test_summarize_compares_every_arm_with_the_full_path_paired_by_seed():
     assert "full" not in summary["comparisons"]
 
 
-def test_summarize_needs_the_full_path_and_a_common_seed():
+def test_summarize_needs_the_full_path_and_takes_arms_on_their_own_seeds():
     runs = _runs()
     with pytest.raises(ValueError, match="no full run"):
         comparison.summarize({"rpo": runs["rpo"]})
-    runs["rpo"] = {7: runs["rpo"][0]}
-    with pytest.raises(ValueError, match="no seed has a run of every arm"):
-        comparison.summarize(runs)
+    # The headline arms on five seeds, another arm on the first three: every run counts.
+    runs["full"].update({s: _curve(_lines({0: 0.3, 2: 0.6}, 10.0, 1000.0, 2)) for s in (3, 4)})
+    runs["rpo"] = {s: _curve(_lines({0: 0.3, 2: 0.58 + 0.01 * s}, 5.0, 300.0, 2)) for s in range(5)}
+    summary = comparison.summarize(runs)
+    assert summary["seeds"]["full"] == [0, 1, 2, 3, 4] and summary["seeds"]["rpo_null"] == [0, 1, 2]
+    assert summary["model"]["runs"] == 13 and summary["model"]["dof"] == 10
+    rpo = summary["comparisons"]["rpo"]
+    assert rpo["final_acc_diff"]["mean"] == pytest.approx(0.0) and rpo["final_acc_diff"]["n"] == 5
+    # Pooled std 0.0387 (squares 0.02 + 0.001 + 0.02 over 10 dof): -0.055 < -0.05, so not non-inferior.
+    assert rpo["final_acc_diff"]["low"] == pytest.approx(-2.228139 * (0.041 / 10) ** 0.5 * 0.4 ** 0.5, abs=1e-6)
+    assert rpo["non_inferior"] is False
+    runs["rpo"] = {s: _curve(_lines({0: 0.3, 2: 0.6}, 5.0, 300.0, 2)) for s in range(5)}
+    runs["full"] = {s: _curve(_lines({0: 0.3, 2: 0.6 + 0.01 * (s % 2)}, 10.0, 1000.0, 2)) for s in range(5)}
+    del runs["rpo_null"]
+    goal = comparison.summarize(runs)
+    assert goal["comparisons"]["rpo"]["meets_goal"] is True and goal["goal"]["met_by"] == ["rpo"]
 
 
 SETTINGS = {
@@ -139,12 +165,16 @@ SETTINGS = {
 
 def test_markdown_summary_reports_every_arm_seed_and_interval():
     table = report.markdown_summary(comparison.summarize(_runs()), SETTINGS)
-    assert "| full-path GRPO | 0.300 ± 0.000 (min 0.300, max 0.300) | 0.600 ± 0.100 (min 0.500, max 0.700) " in table
-    assert "| (baseline) | 1 | 1 |  |" in table
-    assert "| RPO-GRPO (tail cut) |" in table
-    assert "+0.000 [-0.248, +0.248] | 0.50 ± 0.00 | 0.30 ± 0.00 | 2 of 3 |" in table
-    assert "| 2 | 0.300 | 0.700 | 0.600 | 0.700 |" in table
+    assert ("| full-path GRPO | 3 | 0.300 ± 0.000 (min 0.300, max 0.300) | 0.600 ± 0.100 (min 0.500, max 0.700) "
+            "| (baseline) | 1 | 1 |  |  |") in table
+    assert "| RPO-GRPO (tail cut) | 3 |" in table
+    assert "| +0.000 [-0.163, +0.163] | 0.30 | 0.50 | no | no |" in table
+    assert "9 runs (6 degrees of freedom; pooled run-to-run std 0.082)" in table
+    assert "Goal met by: no RPO setting" in table
+    assert "| RPO-GRPO (tail cut) | 0.30 | 0.50 | 0.600 [0.485, 0.715] | -0.163 |" in table
+    assert "| 2 | 0.700 | 0.600 | 0.700 |" in table
     assert "mean of 4 samples at T=0.7 (64 prompts)" in table
+    assert "sqrt(0.25 / 256) = 0.0312 (4 samples x 64 prompts)" in table
 
 
 def test_report_files_and_replot_from_the_saved_curves(tmp_path):
@@ -159,7 +189,7 @@ def test_report_files_and_replot_from_the_saved_curves(tmp_path):
     }
     settings = {**SETTINGS, "val_samples": 1, "val_temperature": 0.0, "warmup": {"reused": True}}
     text = report.write_report(tmp_path, details, settings, {"cpu_count": 2}, 600.0)
-    for name in ("accuracy_vs_wallclock.png", "accuracy_vs_generated_tokens.png", "diagnostics.png"):
+    for name in ("accuracy_vs_wallclock.png", "accuracy_vs_generated_tokens.png", "diagnostics.png", "frontier.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "summary.md").read_text() == text + "\n"
     assert "greedy val accuracy (64 prompts)" in text and "10.0 min on 2 cores" in text
@@ -172,21 +202,25 @@ def test_report_files_and_replot_from_the_saved_curves(tmp_path):
 
 def test_overrides_differ_between_arms_only_in_the_arms_own_overrides(tmp_path):
     args = cli.parse_args(["--work-dir", str(tmp_path), "trainer.foo=1"])
-    assert args.arms == ["full", "rpo", "rpo_null", "rpo_slack", "rpo_verified"]
+    assert args.arms == list(arms.DEFAULT_ARMS)
     full = runner.rl_overrides(args, "full", 7, tmp_path / "run", tmp_path / "warm")
-    for arm in ("rpo", "rpo_null", "rpo_slack", "rpo_verified"):
+    for arm in arms.ARMS:
         other = runner.rl_overrides(args, arm, 7, tmp_path / "run", tmp_path / "warm")
         assert set(other) - set(full) == {
             f"trainer.experiment_name={arm}_seed7",
-            *(o.format(suffix_budget=32) for o in arms.ARMS[arm].overrides),
-        }
+            *(o.format(suffix_budget=32, response_length=224) for o in arms.ARMS[arm].overrides),
+        } - set(full)
         assert other[-1] == "trainer.foo=1"
+    assert "rpo.truncation.max_new_tokens=224" in runner.rl_overrides(args, "uniform_finish", 7, tmp_path, tmp_path)
+    fixed = set(runner.rl_overrides(args, "full_fixed_norm", 7, tmp_path, tmp_path))
+    assert {"actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm",
+            "actor_rollout_ref.actor.loss_scale_factor=224", "rpo.enable=false"} <= fixed
     rpo_null = runner.rl_overrides(args, "rpo_null", 7, tmp_path / "run", tmp_path / "warm")
     assert {"rpo.enable=true", "rpo.cold_start=full_group", "rpo.cache.update=false"} <= set(rpo_null)
     assert "rpo.truncation.slack=32" in runner.rl_overrides(args, "rpo_slack", 7, tmp_path / "run", tmp_path / "warm")
     assert {"data.seed=7", "actor_rollout_ref.rollout.seed=7", "rpo.seed=7"} <= set(full)
     assert {
-        "actor_rollout_ref.rollout.val_kwargs.n=4",
+        "actor_rollout_ref.rollout.val_kwargs.n=8",
         "actor_rollout_ref.rollout.val_kwargs.do_sample=true",
         "++reward.custom_reward_function.reward_kwargs.format_weight=0.0",
     } <= set(full)
@@ -196,9 +230,20 @@ def test_the_full_path_always_runs_first(tmp_path):
     assert cli.parse_args(["--arms", "rpo_null"]).arms == ["full", "rpo_null"]
 
 
+def test_headline_arms_run_on_every_seed_and_the_others_on_the_first_ones():
+    args = cli.parse_args([])
+    assert args.seeds == [0, 1, 2, 3, 4]
+    assert {arm: cli.arm_seeds(args, arm) for arm in ("full", "rpo", "adaptive", "tail128")} == {
+        "full": [0, 1, 2, 3, 4], "rpo": [0, 1, 2, 3, 4], "adaptive": [0, 1, 2, 3, 4], "tail128": [0, 1, 2]}
+    subset = cli.parse_args(["--arms", "adaptive", "uniform_finish", "--seeds", "3", "4", "--other-arm-seeds", "1"])
+    assert subset.arms == ["full", "adaptive", "uniform_finish"]
+    assert cli.arm_seeds(subset, "adaptive") == [3, 4] and cli.arm_seeds(subset, "uniform_finish") == [3]
+
+
 @pytest.mark.parametrize(
     "argv",
-    [["--steps", "10", "--test-freq", "4"], ["--seeds", "1", "1"], ["--arms", "rpo", "rpo"], ["--arms", "bogus"]],
+    [["--steps", "10", "--test-freq", "4"], ["--seeds", "1", "1"], ["--arms", "rpo", "rpo"], ["--arms", "bogus"],
+     ["--other-arm-seeds", "0"]],
 )
 def test_cli_rejects_inconsistent_settings(argv):
     with pytest.raises(SystemExit):

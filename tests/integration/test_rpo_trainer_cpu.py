@@ -12,6 +12,7 @@ import json
 
 import pytest
 
+from verl_ext.cache.checkpoint import STATE_FILE
 from verl_ext.cache.store import CacheFileError, ExperienceCache
 
 pytestmark = pytest.mark.slow
@@ -40,6 +41,8 @@ RPO_STEP1_METRICS = {
     "rpo/prefix_tokens_in_loss", "rpo/seed_acc", "rpo/seed_count", "rpo/seed_tokens", "rpo/suffix_len_max",
     "rpo/suffix_len_mean", "rpo/suffix_tokens", "rpo/shared_prefix/split_groups",
     "rpo/shared_prefix/whole_group_packed_token_frac", PACKING + "old_log_prob", PACKING + "update",
+    "rpo/cut_depth_mean", "rpo/mixed_group_frac", "rpo/refresh_count", "rpo/counterpart_cut_frac",
+    "rpo/counterpart_frac",
 }
 RPO_STEP2_METRICS = RPO_STEP1_METRICS - {"rpo/seed_acc"} | {"rpo/cached_acc_frac", "rpo/cached_len_mean"}
 
@@ -213,3 +216,41 @@ def test_kill_and_resume_restores_the_cache_and_the_step_with_the_verified_cut(t
     assert broken.returncode != 0
     assert CacheFileError.__name__ in broken.output and str(cache_file) in broken.output
     assert "WorkerDict" not in broken.output, "the workers started before the cache file was checked"
+
+
+ADAPTIVE_HEALING = ("rpo.truncation.mode=adaptive", "rpo.truncation.token_share=0.5", "rpo.cache.keep_counterpart=true")
+BUDGET_METRICS = {"rpo/budget_token_share", "rpo/budget_overrun", "rpo/budget_target_share"}
+
+
+def test_kill_and_resume_restores_the_adaptive_state_and_the_token_budget(tiny_run, run_verl_job, tmp_path):
+    """One rank, the adaptive cut under a token budget with counterparts kept: killed after the step-2 checkpoint,
+    resumed for step 3. Every entry's depth and the budget's counters are in the checkpoint; the resumed run starts
+    from them exactly (its cache, with updates off, equals the saved one, and its budget counts on from the saved
+    counters)."""
+    ckpt = tmp_path / "ckpt"
+    tracker = ckpt / "latest_checkpointed_iteration.txt"
+    args = tiny_run.args(ckpt, "trainer.save_freq=1", "trainer.total_training_steps=3", *ADAPTIVE_HEALING)
+    killed = run_verl_job(
+        "recipe.rpo.main_rpo", args,
+        kill_when=lambda: tracker.exists() and tracker.read_text().strip() == "2",
+        metrics_name="killed.jsonl",
+    )
+    assert killed.returncode != 0, "the job finished before it could be killed"
+    assert rpo_metric_names(killed.step(2)) == RPO_STEP2_METRICS | BUDGET_METRICS
+    assert killed.step(2)["rpo/budget_token_share"] <= 0.5 + 1e-9
+    saved = ExperienceCache.load(ckpt / "global_step_2" / "rpo_cache.parquet")
+    assert set(saved) == tiny_run.keys
+    depths = [entry.cut_state[0] for _, entry in saved.items()]
+    # Two visits moved each depth from 0.25 by a factor 2 or kept it.
+    assert all(depth in (0.0625, 0.125, 0.25, 0.5, 1.0) for depth in depths), depths
+    assert all(entry.last_right_frac is not None for _, entry in saved.items())
+    saved_budget = json.loads((ckpt / "global_step_2" / STATE_FILE).read_text())["token_budget"]
+    assert saved_budget["generated"] > 0 and saved_budget["full_estimate"] > saved_budget["generated"]
+
+    resumed = run_verl_job("recipe.rpo.main_rpo", [*args, "rpo.cache.update=false"], metrics_name="resumed.jsonl")
+    assert resumed.returncode == 0, resumed.tail()
+    step3 = resumed.step(3)
+    assert ExperienceCache.load(ckpt / "global_step_3" / "rpo_cache.parquet") == saved
+    budget = json.loads((ckpt / "global_step_3" / STATE_FILE).read_text())["token_budget"]
+    assert budget["generated"] == pytest.approx(saved_budget["generated"] + step3["rpo/generated_tokens"])
+    assert step3["rpo/budget_token_share"] == pytest.approx(budget["generated"] / budget["full_estimate"])

@@ -7,6 +7,7 @@ engine, which are real, what goes back into the cache) runs in milliseconds, wit
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Optional
 
 import numpy as np
@@ -14,12 +15,19 @@ import pytest
 import torch
 from verl import DataProto
 
+from verl_ext.cache.checkpoint import load_rpo_state, restore_rollout_state, rollout_state, save_rpo_state
 from verl_ext.cache.store import CacheEntry, ExperienceCache
 from verl_ext.config import load_rpo_config
 from verl_ext.rollout.agent_loop import MAX_NEW_TOKENS, OUT_GENERATED, OUT_PREFIX_LEN, PREFIX_IDS, PREFIX_LOGPROBS
-from verl_ext.rollout.partial import MissingBehaviourLogprobs, PartialRollout, RolloutRows, rollout_dump_fields
+from verl_ext.rollout.partial import (
+    MissingBehaviourLogprobs,
+    PartialRollout,
+    RolloutRows,
+    rollout_dump_fields,
+    rollout_metrics,
+)
 
-PROMPT_LEN, RESPONSE_LEN, GROUP, EOS = 4, 12, 2, 2
+PROMPT_LEN, RESPONSE_LEN, GROUP, EOS = 4, 64, 2, 2
 SUFFIX_TOKEN, SUFFIX_LOGPROB = 7, -0.25
 
 
@@ -312,3 +320,124 @@ def test_verified_current_logprobs_pass_takes_the_packed_path_with_each_row_its_
     row_lengths = batch.batch["attention_mask"].sum(-1)
     assert torch.equal(batch.batch[SHARED_LEN_KEY], row_lengths)  # the whole row is the shared part
     assert batch.batch[GROUP_KEY].tolist() == [0, 1, 2, 0]  # 3 answers; the 4th row is the padding copy of row 0
+
+
+# ---------------------------------------------------------------- adaptive depth and a cache that heals
+
+
+class GradedManager(ScriptedManager):
+    """The scripted manager, with each row's accuracy given by ``right(row)`` of the call (G rows per prompt)."""
+
+    def __init__(self, right) -> None:
+        super().__init__()
+        self.right = right
+
+    def generate_sequences(self, batch: DataProto) -> DataProto:
+        output = super().generate_sequences(batch)
+        output.non_tensor_batch["acc"] = objects([self.right(row) for row in range(len(batch))])
+        return output
+
+
+def scored_step(partial: PartialRollout, manager: ScriptedManager, indices: list[int], step_number: int,
+                rows: RolloutRows) -> DataProto:
+    batch = prompt_batch(indices)
+    output = partial.generate(manager, batch, batch, step=step_number, rows=rows)
+    joined = batch.repeat(repeat_times=GROUP, interleave=True).union(output)
+    partial.update_cache(joined, step=step_number, rows=rows)
+    return joined
+
+
+LONG = [5] * 40 + [EOS]
+ADAPTIVE = {"truncation": {"mode": "adaptive", "max_new_tokens": 3, "depth_init": 0.25}}
+
+
+def test_adaptive_rollout_moves_each_prompts_depth_by_its_groups_outcome():
+    right_answer = CacheEntry(response_ids=np.array(LONG, np.int32), logprobs=None, score=1.0, acc=True, step=0,
+                              source="seed", finished=True)
+    wrong_answer = CacheEntry(response_ids=np.array(LONG, np.int32), logprobs=None, score=0.0, acc=False, step=0,
+                              source="seed", finished=True)
+    partial, _ = rollout({0: right_answer, 1: wrong_answer, 2: right_answer}, **ADAPTIVE)
+    # Prompt 0: both answers right; prompt 1: both wrong after a wrong cached answer; prompt 2: one of each.
+    manager = GradedManager(lambda row: row in (0, 1, 4))
+    rows = RolloutRows()
+    scored_step(partial, manager, [0, 1, 2], 1, rows)
+    depths = {i: partial.cache.get(f"src:{i}").cut_state.tolist() for i in range(3)}
+    assert depths == {0: [0.5], 1: [0.5], 2: [0.25]}
+    assert [partial.cache.get(f"src:{i}").last_right_frac for i in range(3)] == [1.0, 0.0, 0.5]
+    assert all(partial.cache.get(f"src:{i}").reuses == 1 for i in range(3))
+    # The cut regenerated about a quarter of each 41-token answer (within the jitter), and the suffix may finish it.
+    assert all(0.25 / 2**0.5 <= frac <= 0.25 * 2**0.5 + 1 / 41 for frac in rows.cut_fracs) and len(rows.cut_fracs) == 3
+    request = manager.requests[-1]
+    for prefix, budget in zip(request.non_tensor_batch[PREFIX_IDS], request.non_tensor_batch[MAX_NEW_TOKENS],
+                              strict=True):
+        assert budget == len(LONG) - len(prefix) + 3
+    metrics = rollout_metrics(rows, cache=partial.cache, response_budget=RESPONSE_LEN, group_size=GROUP,
+                              verifying=False)
+    assert metrics["rpo/mixed_group_frac"] == pytest.approx(1 / 3)
+    assert metrics["rpo/cut_depth_mean"] == pytest.approx(np.mean(rows.cut_fracs))
+
+    # All wrong after a right prefix: shallower. The next visit cuts from the stored depth.
+    partial.cache.put("src:0", replace(partial.cache.get("src:0"), acc=True))
+    scored_step(partial, GradedManager(lambda row: False), [0], 2, RolloutRows())
+    assert partial.cache.get("src:0").cut_state.tolist() == [0.25]
+
+
+def test_heal_refresh_replaces_the_answer_with_a_fresh_one_and_keeps_the_prompts_state():
+    tired = CacheEntry(response_ids=np.array(LONG, np.int32), logprobs=None, score=0.0, acc=False, step=0,
+                       source="rpo", finished=True, cut_state=np.array([0.5]), last_right_frac=0.0, reuses=3)
+    partial, manager = rollout({0: tired, 1: entry(ANSWER, REAL)}, cache={"store_logprobs": True,
+                                                                          "refresh_all_wrong": True}, **ADAPTIVE)
+    rows = RolloutRows()
+    scored_step(partial, manager, [0, 1], 1, rows)
+    refresh, suffixes = manager.requests
+    # One full answer for prompt 0 only (empty prefix, the whole response budget), then the G-way suffix pass.
+    assert [m[0]["content"] for m in refresh.non_tensor_batch["raw_prompt"]] == ["0"]
+    assert len(refresh.non_tensor_batch[PREFIX_IDS][0]) == 0
+    assert refresh.non_tensor_batch[MAX_NEW_TOKENS][0] == RESPONSE_LEN
+    assert rows.refresh_count == 1 and rows.seed_count == 0 and rows.seed_tokens == RESPONSE_LEN
+    # The suffix pass cut the fresh answer (all SUFFIX_TOKEN), not the tired one.
+    assert set(suffixes.non_tensor_batch[PREFIX_IDS][0].tolist()) <= {SUFFIX_TOKEN}
+    # The prompt's state survived the refresh (then moved: the scripted groups are all right, so deeper).
+    assert partial.cache.get("src:0").cut_state.tolist() == [1.0]
+
+
+def test_heal_counterpart_is_kept_and_a_later_visit_cuts_from_it():
+    partial, _ = rollout({0: entry(LONG, None)}, cache={"keep_counterpart": True, "counterpart_prob": 1.0},
+                         **ADAPTIVE)
+    scored_step(partial, GradedManager(lambda row: row == 0), [0], 1, RolloutRows())
+    stored = partial.cache.get("src:0")
+    assert stored.counterpart is not None and stored.acc != stored.counterpart.acc
+    manager, rows = ScriptedManager(), RolloutRows()
+    scored_step(partial, manager, [0], 2, rows)
+    prefix = manager.requests[-1].non_tensor_batch[PREFIX_IDS][0]
+    np.testing.assert_array_equal(prefix, stored.counterpart.response_ids[: len(prefix)])
+    assert rows.counterpart_cuts == 1
+
+
+def test_adaptive_budget_and_rng_round_trip_through_a_checkpoint(tmp_path):
+    """The token budget's counters, the truncation RNG and the per-prompt state saved with a checkpoint
+    (verl_ext/cache/checkpoint.py) come back exactly; the restored run then draws the same cuts as the original."""
+    config = {"truncation": {**ADAPTIVE["truncation"], "token_share": 0.5}}
+    partial, manager = rollout({0: entry(LONG, None), 1: entry(LONG, None)}, **config)
+    rows = RolloutRows()
+    scored_step(partial, manager, [0, 1], 1, rows)
+    budget = partial.token_budget
+    suffix_tokens = int(rows.concat("suffix_lens").sum())
+    assert budget.generated == suffix_tokens and budget.suffix == suffix_tokens
+    assert budget.full_estimate == GROUP * 2 * len(LONG)
+    assert 0 < budget.planned <= GROUP * 2 * len(LONG) * 0.5
+
+    save_rpo_state(tmp_path, partial.cache, rollout_state(partial, 1))
+    restored, _ = rollout({}, **config)
+    cache, state = load_rpo_state(tmp_path, tokenizer_fingerprint="fp", key_mode="index")
+    restored.cache = cache
+    restore_rollout_state(restored, state, str(tmp_path))
+    assert restored.cache == partial.cache and restored.cache.get("src:0").cut_state is not None
+    assert restored.token_budget == partial.token_budget
+    original_next, restored_next = ScriptedManager(), ScriptedManager()
+    scored_step(partial, original_next, [0, 1], 2, RolloutRows())
+    scored_step(restored, restored_next, [0, 1], 2, RolloutRows())
+    for name in (PREFIX_IDS, MAX_NEW_TOKENS):
+        assert [np.asarray(v).tolist() for v in original_next.requests[-1].non_tensor_batch[name]] == \
+            [np.asarray(v).tolist() for v in restored_next.requests[-1].non_tensor_batch[name]]
+    assert restored.cache == partial.cache and restored.token_budget == partial.token_budget

@@ -182,7 +182,8 @@ def test_bad_inputs(lengths, budget, message):
 def test_cut_policies_registry_holds_tail_and_uniform_as_peers():
     assert {"tail", "uniform", "verified"} <= set(CUT_POLICIES)
     assert get_cut_policy("tail") is tail_cut and get_cut_policy("uniform") is uniform_cut
-    with pytest.raises(ValueError, match=r"rpo.truncation.mode must be one of \['tail', 'uniform', 'verified'"):
+    with pytest.raises(ValueError,
+                       match=r"rpo.truncation.mode must be one of \['adaptive', 'tail', 'uniform', 'verified'"):
         get_cut_policy("head")
 
 

@@ -254,6 +254,24 @@ def test_environment_and_extra_overrides_reach_the_config(tmp_path):
     assert config["trainer.save_freq"] == 7
 
 
+@pytest.mark.parametrize(("cut", "expected"), [
+    ("adaptive", {"rpo.truncation.mode": "adaptive", "rpo.truncation.token_share": 0.25,
+                  "trainer.experiment_name": "grpo-1.5b-rpo-adaptive"}),
+    ("verified", {"rpo.truncation.mode": "verified", "rpo.cache.store_logprobs": True,
+                  "actor_rollout_ref.rollout.calculate_log_probs": True,
+                  "trainer.experiment_name": "grpo-1.5b-rpo-verified"}),
+])
+def test_adaptive_and_other_cuts_are_one_variable_away_and_the_default_is_the_papers(tmp_path, cut, expected):
+    config = dry_run("run_grpo_1.5b_rpo.sh", tmp_path, RPO_CUT=cut, RPO_TOKEN_SHARE="0.25")
+    assert {key: config[key] for key in expected} == expected
+    default = dry_run("run_grpo_1.5b_rpo.sh", tmp_path)
+    assert default["rpo.truncation.mode"] == "tail" and default["rpo.truncation.token_share"] is None
+    assert default["trainer.experiment_name"] == "grpo-1.5b-rpo"
+    # The baseline has no cut: RPO_CUT leaves it as it is.
+    assert dry_run("run_grpo_1.5b_baseline.sh", tmp_path, RPO_CUT=cut)["trainer.experiment_name"] == (
+        "grpo-1.5b-baseline")
+
+
 @pytest.mark.parametrize(("env", "mode"), [({}, "offline"), ({"WANDB_API_KEY": "k"}, "online"),
                                           ({"WANDB_MODE": "disabled"}, "disabled")])
 def test_compare_inputs_wandb_is_online_only_with_a_key_and_the_file_logger_writes_beside_it(tmp_path, env, mode):
@@ -274,6 +292,10 @@ def test_invalid_choices_stop_with_a_message(tmp_path):
         check=False,
     )
     assert result.returncode == 2 and "ALGO must be grpo or dapo, got 'ppo'" in result.stderr
+    result = subprocess.run(["bash", str(REPRO / "train.sh")], env=script_env(tmp_path, RPO_CUT="head"),
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and "RPO_CUT must be tail, adaptive, uniform or verified, got 'head'" in (
+        result.stderr)
 
 
 def test_eval_dry_run_is_verl_validation_with_the_authors_sampling(tmp_path):

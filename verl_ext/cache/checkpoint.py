@@ -13,11 +13,14 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from verl_ext.cache.atomic import write_atomically
 from verl_ext.cache.keys import KeyMode
 from verl_ext.cache.store import ExperienceCache
+
+if TYPE_CHECKING:
+    from verl_ext.rollout.partial import PartialRollout
 
 CACHE_FILE = "rpo_cache.parquet"
 STATE_FILE = "rpo_state.json"
@@ -25,11 +28,36 @@ _STEP_DIR = re.compile(r"^global_step_(\d+)$")
 
 
 def save_rpo_state(step_dir: str | os.PathLike[str], cache: ExperienceCache, state: dict[str, Any]) -> None:
-    """Write the cache and the small JSON state (RNG, counters) into one checkpoint folder."""
+    """Write the cache and the small JSON state (:func:`rollout_state`) into one checkpoint folder."""
     folder = Path(step_dir)
     folder.mkdir(parents=True, exist_ok=True)
     cache.save(folder / CACHE_FILE)
     write_atomically(folder / STATE_FILE, lambda handle: handle.write(json.dumps(state).encode()))
+
+
+def rollout_state(partial_rollout: PartialRollout, global_step: int) -> dict[str, Any]:
+    """What a checkpoint keeps of the partial rollout besides its cache: the truncation RNG and the token budget's
+    counters (``verl_ext/rollout/token_budget.py``), when the run has one."""
+    state: dict[str, Any] = {"rng": partial_rollout.rng.bit_generator.state, "global_step": global_step}
+    if partial_rollout.token_budget is not None:
+        state["token_budget"] = partial_rollout.token_budget.state_dict()
+    return state
+
+
+def restore_rollout_state(partial_rollout: PartialRollout, state: dict[str, Any], step_dir: str) -> None:
+    """Put :func:`rollout_state`'s RNG and token budget back; a checkpoint saved without a budget (an older one, or
+    a run that had none) leaves the configured budget starting from zero, with a warning."""
+    from verl_ext.rollout.token_budget import TokenBudget
+
+    if "rng" in state:
+        partial_rollout.rng.bit_generator.state = state["rng"]
+    budget = partial_rollout.token_budget
+    if budget is None:
+        return
+    if "token_budget" not in state:
+        print(f"rpo: WARNING {step_dir} saved no token budget; rpo.truncation.token_share counts from this step")
+        return
+    partial_rollout.token_budget = TokenBudget.from_state_dict(state["token_budget"], budget.share)
 
 
 def load_rpo_state(

@@ -8,12 +8,14 @@ Token ids, not text: decoding and re-tokenising an answer can change its tokens 
 fed to the engine would no longer be what the policy generated. Token ids are only meaningful for the tokenizer
 that produced them, hence the tokenizer fingerprint in the file header.
 
-File format (one parquet file, schema version 1):
+File format (one parquet file, schema version 2):
 
 ========================  ===========================  =====================================================
 column                    type                         meaning
 ========================  ===========================  =====================================================
-``key``                   string                       prompt key (:mod:`verl_ext.cache.keys`), unique
+``key``                   string                       prompt key (:mod:`verl_ext.cache.keys`)
+``slot``                  string                       ``primary`` (the answer cut by default; one per key) or
+                                                       ``counterpart`` (at most one per key, see below)
 ``response_ids``          list<int32>                  the cached answer's token ids, no padding
 ``logprobs``              list<float32>, nullable      behaviour log-probs of those tokens, if kept
 ``score``                 float32                      the answer's reward score
@@ -21,9 +23,17 @@ column                    type                         meaning
 ``step``                  int32                        the training step that wrote the entry
 ``source``                string                       ``seed`` | ``rpo`` | ``offline``
 ``finished``              bool                         the answer ended with EOS (not cut by the budget)
+``cut_state``             list<float64>, nullable      the cut policy's per-prompt state (primary rows only)
+``reuses``                int32                        RPO steps since the answer was last generated in full
+``last_right_frac``       float32, nullable            share of right answers in the prompt's last group
 ========================  ===========================  =====================================================
 
-The parquet schema metadata is the header: ``schema_version`` (``"1"``), ``tokenizer_fingerprint`` and
+A ``counterpart`` row is the prompt's latest answer of the other correctness than its primary one
+(``rpo.cache.keep_counterpart``), so that a cut can be taken from a right or a wrong answer; its own per-prompt
+columns are null/0. Version 1 files (the first nine columns without ``slot``: one primary row per key) still load,
+with no cut state, 0 reuses and no counterpart.
+
+The parquet schema metadata is the header: ``schema_version``, ``tokenizer_fingerprint`` and
 ``key_mode`` (``"index"`` | ``"content"``). :meth:`ExperienceCache.load` checks all of it and raises
 :class:`CacheFileError` naming the file rather than ever returning a silently empty or mismatched cache.
 """
@@ -35,7 +45,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -49,15 +59,17 @@ from verl_ext.cache.keys import KEY_MODES, MAX_EXAMPLES, KeyMode, check_key_mode
 EntrySource = Literal["seed", "rpo", "offline"]
 ENTRY_SOURCES: tuple[str, ...] = get_args(EntrySource)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The file format :meth:`ExperienceCache.save` writes; bump it when the columns change."""
-SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
+SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
+PRIMARY_SLOT = "primary"
+COUNTERPART_SLOT = "counterpart"
 
 META_SCHEMA_VERSION = b"schema_version"
 META_TOKENIZER_FINGERPRINT = b"tokenizer_fingerprint"
 META_KEY_MODE = b"key_mode"
 
-ARROW_SCHEMA = pa.schema([
+ARROW_SCHEMA_V1 = pa.schema([
     pa.field("key", pa.string(), nullable=False),
     pa.field("response_ids", pa.list_(pa.int32()), nullable=False),
     pa.field("logprobs", pa.list_(pa.float32()), nullable=True),
@@ -67,7 +79,17 @@ ARROW_SCHEMA = pa.schema([
     pa.field("source", pa.string(), nullable=False),
     pa.field("finished", pa.bool_(), nullable=False),
 ])
+"""The columns of a version-1 file (one primary row per key)."""
+ARROW_SCHEMA = pa.schema([
+    ARROW_SCHEMA_V1.field("key"),
+    pa.field("slot", pa.string(), nullable=False),
+    *(field for field in ARROW_SCHEMA_V1 if field.name != "key"),
+    pa.field("cut_state", pa.list_(pa.float64()), nullable=True),
+    pa.field("reuses", pa.int32(), nullable=False),
+    pa.field("last_right_frac", pa.float32(), nullable=True),
+])
 """The columns of a cache file; the nullable flags are also checked on load, as null counts."""
+SCHEMAS = {1: ARROW_SCHEMA_V1, 2: ARROW_SCHEMA}
 
 _INT32_MAX = np.iinfo(np.int32).max
 
@@ -95,6 +117,17 @@ class CacheEntry:
     source: EntrySource
     finished: bool = False
     """The answer ended with EOS, i.e. it was not cut off by the response budget."""
+    cut_state: np.ndarray | None = None
+    """The cut policy's per-prompt state (read-only float64; ``verl_ext/rollout/truncation.py``), None until a stateful
+    policy first updates it. It belongs to the prompt: a new answer of the prompt carries it on."""
+    reuses: int = 0
+    """RPO steps since the answer was last generated in full: 0 for a seed, offline or refreshed answer; an answer that
+    kept a cached prefix counts its predecessor's reuses plus one."""
+    last_right_frac: float | None = None
+    """The share of right answers in the group of the prompt's last RPO visit (None before one, or without accuracy)."""
+    counterpart: CacheEntry | None = None
+    """The prompt's latest answer of the other correctness (``rpo.cache.keep_counterpart``): both accuracies are known
+    and differ; its own per-prompt fields are unset."""
 
     def __post_init__(self) -> None:
         response_ids = _frozen_array(self.response_ids, np.int32, "response_ids")
@@ -119,6 +152,23 @@ class CacheEntry:
         object.__setattr__(self, "acc", None if self.acc is None else bool(self.acc))
         object.__setattr__(self, "step", int(self.step))
         object.__setattr__(self, "finished", bool(self.finished))
+        object.__setattr__(self, "cut_state", _checked_cut_state(self.cut_state))
+        if isinstance(self.reuses, (bool, np.bool_)) or not isinstance(self.reuses, (int, np.integer)) \
+                or not 0 <= self.reuses <= _INT32_MAX:
+            raise ValueError(f"CacheEntry.reuses must be an integer in [0, {_INT32_MAX}], got {self.reuses!r}")
+        object.__setattr__(self, "reuses", int(self.reuses))
+        if self.last_right_frac is not None:
+            fraction = float(np.float32(self.last_right_frac))
+            if not 0.0 <= fraction <= 1.0:
+                raise ValueError(f"CacheEntry.last_right_frac must be in [0, 1] or None, got {self.last_right_frac!r}")
+            object.__setattr__(self, "last_right_frac", fraction)
+        _check_counterpart(self)
+
+    @property
+    def has_prompt_state(self) -> bool:
+        """Whether any per-prompt field is set (a counterpart answer has none)."""
+        return (self.cut_state is not None or self.reuses != 0 or self.last_right_frac is not None
+                or self.counterpart is not None)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CacheEntry):
@@ -126,9 +176,14 @@ class CacheEntry:
         same_logprobs = (self.logprobs is None and other.logprobs is None) or (
             self.logprobs is not None and other.logprobs is not None
             and np.array_equal(self.logprobs, other.logprobs, equal_nan=True))
-        return (np.array_equal(self.response_ids, other.response_ids) and same_logprobs
-                and (self.score, self.acc, self.step, self.source, self.finished)
-                == (other.score, other.acc, other.step, other.source, other.finished))
+        same_state = (self.cut_state is None and other.cut_state is None) or (
+            self.cut_state is not None and other.cut_state is not None
+            and np.array_equal(self.cut_state, other.cut_state))
+        return (np.array_equal(self.response_ids, other.response_ids) and same_logprobs and same_state
+                and (self.score, self.acc, self.step, self.source, self.finished, self.reuses, self.last_right_frac,
+                     self.counterpart)
+                == (other.score, other.acc, other.step, other.source, other.finished, other.reuses,
+                    other.last_right_frac, other.counterpart))
 
     __hash__ = None  # type: ignore[assignment]  # holds arrays; equality is by value
 
@@ -227,7 +282,7 @@ class ExperienceCache:
             raise FileNotFoundError(f"RPO experience cache file {path} does not exist")
         with _unreadable_as_cache_file_error(path):
             schema = pq.read_schema(path)  # the footer only: a mismatch fails before the data is read
-        key_mode, fingerprint = _read_header(path, schema.metadata or {})
+        version, key_mode, fingerprint = _read_header(path, schema.metadata or {})
         if expected_key_mode is not None and key_mode != expected_key_mode:
             raise CacheFileError(f"{path} was keyed in mode {key_mode!r} but the current key mode is "
                                  f"{expected_key_mode!r}: its keys would match no prompt or the wrong ones. Set "
@@ -238,20 +293,28 @@ class ExperienceCache:
                                  "text. Use the tokenizer the cache was built with, or start without this cache")
         with _unreadable_as_cache_file_error(path):
             table = pq.read_table(path)
-        _check_columns(path, table)
+        _check_columns(path, table, SCHEMAS[version])
 
         cache = cls(key_mode=key_mode, tokenizer_fingerprint=fingerprint)
         keys = table.column("key").to_pylist()
-        _check_unique_keys(path, keys)
-        cache._entries = dict(zip(keys, _entries_from_table(path, table, keys), strict=True))
+        slots = table.column("slot").to_pylist() if version >= 2 else [PRIMARY_SLOT] * len(keys)
+        cache._entries = _prompts_from_rows(path, keys, slots, _entries_from_table(path, table, keys, version))
         return cache
 
     def _to_table(self) -> pa.Table:
-        """The cache as an Arrow table with :data:`ARROW_SCHEMA` and the header as schema metadata."""
-        entries = list(self._entries.values())
+        """The cache as an Arrow table with :data:`ARROW_SCHEMA` and the header as schema metadata: one primary row
+        per key, then one counterpart row per key that has one."""
+        keys, slots, entries = list(self._entries), [PRIMARY_SLOT] * len(self._entries), list(self._entries.values())
+        for key, entry in self._entries.items():
+            if entry.counterpart is not None:
+                keys.append(key)
+                slots.append(COUNTERPART_SLOT)
+                entries.append(entry.counterpart)
         logprobs = [entry.logprobs for entry in entries]
+        states = [entry.cut_state for entry in entries]
         columns = [
-            pa.array(list(self._entries), type=pa.string()),
+            pa.array(keys, type=pa.string()),
+            pa.array(slots, type=pa.string()),
             _list_array([entry.response_ids for entry in entries], np.int32),
             _list_array(logprobs, np.float32, null=np.array([lp is None for lp in logprobs], dtype=bool)),
             pa.array([entry.score for entry in entries], type=pa.float32()),
@@ -259,6 +322,9 @@ class ExperienceCache:
             pa.array([entry.step for entry in entries], type=pa.int32()),
             pa.array([entry.source for entry in entries], type=pa.string()),
             pa.array([entry.finished for entry in entries], type=pa.bool_()),
+            _list_array(states, np.float64, null=np.array([state is None for state in states], dtype=bool)),
+            pa.array([entry.reuses for entry in entries], type=pa.int32()),
+            pa.array([entry.last_right_frac for entry in entries], type=pa.float32()),
         ]
         metadata = {
             META_SCHEMA_VERSION: str(SCHEMA_VERSION).encode(),
@@ -300,6 +366,31 @@ def _frozen_array(values: Any, dtype: type[np.generic], field: str) -> np.ndarra
     return frozen
 
 
+def _checked_cut_state(state: Any) -> np.ndarray | None:
+    """A read-only float64 copy of a cut policy's state; NaN or infinite values are refused."""
+    if state is None:
+        return None
+    array = np.array(state, dtype=np.float64)
+    if array.ndim != 1 or not np.all(np.isfinite(array)):
+        raise ValueError(f"CacheEntry.cut_state must be a 1-D array of finite numbers, got {state!r}")
+    array.setflags(write=False)
+    return array
+
+
+def _check_counterpart(entry: CacheEntry) -> None:
+    counterpart = entry.counterpart
+    if counterpart is None:
+        return
+    if not isinstance(counterpart, CacheEntry):
+        raise TypeError(f"CacheEntry.counterpart must be a CacheEntry or None, got {type(counterpart).__name__}")
+    if counterpart.has_prompt_state:
+        raise ValueError("CacheEntry.counterpart carries per-prompt fields (cut_state, reuses, last_right_frac or "
+                         "its own counterpart); they belong to the primary entry")
+    if entry.acc is None or counterpart.acc is None or entry.acc == counterpart.acc:
+        raise ValueError(f"CacheEntry.counterpart must be of the other correctness: acc {entry.acc!r} and "
+                         f"{counterpart.acc!r}")
+
+
 def _checked_key(key: str) -> str:
     if not isinstance(key, str) or not key:
         raise ValueError(f"experience cache keys must be non-empty strings, got {key!r}")
@@ -339,8 +430,8 @@ def _unreadable_as_cache_file_error(path: Path) -> Iterator[None]:
                              "or delete it to start with a cold cache") from exc
 
 
-def _read_header(path: Path, metadata: dict[bytes, bytes]) -> tuple[KeyMode, str]:
-    """Check the schema metadata header; return the key mode and the tokenizer fingerprint."""
+def _read_header(path: Path, metadata: dict[bytes, bytes]) -> tuple[int, KeyMode, str]:
+    """Check the schema metadata header; return the schema version, the key mode and the tokenizer fingerprint."""
     missing = [name.decode() for name in (META_SCHEMA_VERSION, META_TOKENIZER_FINGERPRINT, META_KEY_MODE)
                if name not in metadata]
     if missing:
@@ -357,12 +448,13 @@ def _read_header(path: Path, metadata: dict[bytes, bytes]) -> tuple[KeyMode, str
     fingerprint = metadata[META_TOKENIZER_FINGERPRINT].decode(errors="replace")
     if not fingerprint:
         raise CacheFileError(f"{path} has an empty tokenizer_fingerprint in its header")
-    return key_mode, fingerprint  # type: ignore[return-value]
+    return int(version), key_mode, fingerprint  # type: ignore[return-value]
 
 
-def _check_columns(path: Path, table: pa.Table) -> None:
-    """Every column of :data:`ARROW_SCHEMA` is present with its type, and non-nullable columns hold no nulls."""
-    for field in ARROW_SCHEMA:
+def _check_columns(path: Path, table: pa.Table, schema: pa.Schema) -> None:
+    """Every column of the file version's ``schema`` is present with its type, and non-nullable columns hold no
+    nulls."""
+    for field in schema:
         if field.name not in table.column_names:
             raise CacheFileError(f"{path} lacks column {field.name!r} ({field.type}); found {table.column_names}")
         column = table.column(field.name)
@@ -376,6 +468,11 @@ def _check_columns(path: Path, table: pa.Table) -> None:
     if bad_sources:
         raise CacheFileError(f"{path}: column 'source' has values {sorted(bad_sources)}; expected one of "
                              f"{list(ENTRY_SOURCES)}")
+    if "slot" in schema.names:
+        bad_slots = set(table.column("slot").unique().to_pylist()) - {PRIMARY_SLOT, COUNTERPART_SLOT}
+        if bad_slots:
+            raise CacheFileError(f"{path}: column 'slot' has values {sorted(bad_slots)}; expected "
+                                 f"{PRIMARY_SLOT!r} or {COUNTERPART_SLOT!r}")
 
 
 def _list_element_null_count(column: pa.ChunkedArray) -> int:
@@ -383,8 +480,8 @@ def _list_element_null_count(column: pa.ChunkedArray) -> int:
     return sum(chunk.flatten().null_count for chunk in column.chunks)
 
 
-def _check_unique_keys(path: Path, keys: list[str]) -> None:
-    """One entry per prompt: a file with a key twice would depend on row order to decide which one wins."""
+def _check_unique_keys(path: Path, keys: list[str], slot: str = PRIMARY_SLOT) -> None:
+    """One entry per prompt and slot: a file with a key twice would depend on row order to decide which one wins."""
     seen: set[str] = set()
     duplicated: dict[str, int] = {}
     for key in keys:
@@ -393,12 +490,33 @@ def _check_unique_keys(path: Path, keys: list[str]) -> None:
         seen.add(key)
     if duplicated:
         examples = ", ".join(f"{key!r} x{count}" for key, count in list(duplicated.items())[:MAX_EXAMPLES])
-        raise CacheFileError(f"{path} has {len(duplicated)} duplicated keys, e.g. {examples}; a cache holds one "
-                             "entry per prompt")
+        raise CacheFileError(f"{path} has {len(duplicated)} duplicated keys among its {slot} rows, e.g. "
+                             f"{examples}; a cache holds one {slot} answer per prompt")
 
 
-def _entries_from_table(path: Path, table: pa.Table, keys: list[str]) -> list[CacheEntry]:
-    """Rebuild the entries column-wise (one numpy view per list column, sliced by offsets)."""
+def _prompts_from_rows(path: Path, keys: list[str], slots: list[str],
+                       entries: list[CacheEntry]) -> dict[str, CacheEntry]:
+    """The primary entries by key, each with its counterpart row attached (a counterpart without a primary row, or
+    one that breaks :class:`CacheEntry`'s counterpart rules, is an error naming the file)."""
+    primary = [(key, entry) for key, slot, entry in zip(keys, slots, entries, strict=True) if slot == PRIMARY_SLOT]
+    counterparts = [(key, entry) for key, slot, entry in zip(keys, slots, entries, strict=True)
+                    if slot == COUNTERPART_SLOT]
+    _check_unique_keys(path, [key for key, _ in primary])
+    _check_unique_keys(path, [key for key, _ in counterparts], COUNTERPART_SLOT)
+    by_key = dict(primary)
+    for key, counterpart in counterparts:
+        if key not in by_key:
+            raise CacheFileError(f"{path}: key {key!r} has a counterpart row but no primary row")
+        try:
+            by_key[key] = replace(by_key[key], counterpart=counterpart)
+        except ValueError as exc:
+            raise CacheFileError(f"{path}: the counterpart of key {key!r} is not valid: {exc}") from exc
+    return by_key
+
+
+def _entries_from_table(path: Path, table: pa.Table, keys: list[str], version: int) -> list[CacheEntry]:
+    """Rebuild the entries column-wise (one numpy view per list column, sliced by offsets); a version-1 file has no
+    per-prompt columns, so its entries get none."""
     response_ids = _list_slices(table.column("response_ids"))
     logprobs = _list_slices(table.column("logprobs"))
     scores = table.column("score").to_pylist()
@@ -406,13 +524,18 @@ def _entries_from_table(path: Path, table: pa.Table, keys: list[str]) -> list[Ca
     steps = table.column("step").to_pylist()
     sources = table.column("source").to_pylist()
     finished = table.column("finished").to_pylist()
+    rows = len(keys)
+    states = _list_slices(table.column("cut_state")) if version >= 2 else [None] * rows
+    reuses = table.column("reuses").to_pylist() if version >= 2 else [0] * rows
+    right_fracs = table.column("last_right_frac").to_pylist() if version >= 2 else [None] * rows
     entries = []
     for row, key in enumerate(keys):
         ids = response_ids[row]
         assert ids is not None, "checked by _check_columns: response_ids has no null lists"
         try:
             entries.append(CacheEntry(response_ids=ids, logprobs=logprobs[row], score=scores[row],
-                                      acc=accs[row], step=steps[row], source=sources[row], finished=finished[row]))
+                                      acc=accs[row], step=steps[row], source=sources[row], finished=finished[row],
+                                      cut_state=states[row], reuses=reuses[row], last_right_frac=right_fracs[row]))
         except ValueError as exc:
             raise CacheFileError(f"{path}: row {row} (key {key!r}) is not a valid entry: {exc}") from exc
     return entries

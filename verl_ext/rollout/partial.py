@@ -16,6 +16,7 @@ import torch
 from verl import DataProto
 from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
 
+from verl_ext.cache.healing import answers_to_cut, refresh_due, successor
 from verl_ext.cache.keys import prompt_key
 from verl_ext.cache.replacement import choose_replacement
 from verl_ext.cache.store import CacheEntry, ExperienceCache
@@ -30,8 +31,9 @@ from verl_ext.rollout.agent_loop import (
     RPO_AGENT_NAME,
 )
 from verl_ext.rollout.cold_start import get_cold_start
-from verl_ext.rollout.truncation import Cut, needs_current_logprobs, sample_cuts
-from verl_ext.training.metrics import compute_rpo_metrics, verify_metrics
+from verl_ext.rollout.token_budget import TokenBudget
+from verl_ext.rollout.truncation import Cut, GroupOutcome, needs_current_logprobs, sample_cuts, state_update
+from verl_ext.training.metrics import budget_metrics, compute_rpo_metrics, healing_metrics, verify_metrics
 
 KEY_COLUMN = "rpo_key"
 HIT_COLUMN = "rpo_cache_hit"
@@ -39,6 +41,9 @@ STALENESS_COLUMN = "rpo_staleness"
 # Per prompt: True when the prefix's log-probs handed to the engine are real behaviour log-probs (an empty prefix,
 # or a cache entry that kept them); False when the agent loop had to stand 0.0 in for them.
 PREFIX_LOGPROBS_REAL_COLUMN = "rpo_prefix_logprobs_real"
+# Per prompt: whether the answer its prefix was cut from was right (None: unknown, or no answer to cut), for the cut
+# policy's state update.
+CUT_ANSWER_RIGHT_COLUMN = "rpo_cut_answer_right"
 
 
 class MissingBehaviourLogprobs(ValueError):
@@ -142,6 +147,14 @@ class RolloutRows:
     """Per verified answer: its (clipped) length."""
     verify_fallbacks: int = 0
     """Cached answers cut by the plain tail cut because their entry kept no real behaviour log-probs."""
+    cut_fracs: list[float] = field(default_factory=list)
+    """Per prompt cut from a cached answer: the fraction of the answer regenerated (``1 - prefix / length``)."""
+    counterpart_cuts: int = 0
+    """Prompts cut from their counterpart answer (``rpo.cache.keep_counterpart``)."""
+    refresh_count: int = 0
+    """Prompts whose answer was replaced by a fresh full answer before the cut (``rpo.cache.refresh_*``)."""
+    group_right_fracs: list[float] = field(default_factory=list)
+    """Per scored group: the share of its answers that were right."""
 
     def concat(self, name: str) -> np.ndarray:
         parts = getattr(self, name)
@@ -181,6 +194,8 @@ class PartialRollout:
         self.eos_token_ids = frozenset(int(t) for t in eos_token_ids)
         self.rng = np.random.default_rng(config.seed)
         self.require_prefix_logprobs = require_prefix_logprobs
+        share = config.truncation.token_share
+        self.token_budget: Optional[TokenBudget] = None if share is None else TokenBudget(share)
 
     def keys_of(self, batch: DataProto) -> list[str]:
         ntb = batch.non_tensor_batch
@@ -198,81 +213,139 @@ class PartialRollout:
         the cache update can find each row's prompt."""
         keys = self.keys_of(gen_batch)
         hit = np.array([key in self.cache for key in keys], dtype=bool)
+        generated_before = rows.seed_tokens
         cold = [i for i, is_hit in enumerate(hit) if not is_hit]
         if cold:
             get_cold_start(self.config.cold_start)(
                 cold, lambda seeded: self._seed(manager, gen_batch, keys, seeded, step, rows)
             )
-
-        cuts = self._cuts(keys, gen_batch, rows)
+        stale = refresh_due([self.cache.get(key) if is_hit else None for key, is_hit in zip(keys, hit, strict=True)],
+                            self.config.cache, self.rng)
+        if stale:
+            self._seed(manager, gen_batch, keys, stale, step, rows, refresh=True)
+        answers = answers_to_cut([self.cache.get(key) for key in keys], self.config.cache, self.rng)
+        rows.counterpart_cuts += sum(answer is not None and answer is not self.cache.get(key)
+                                     for key, answer in zip(keys, answers, strict=True))
+        cuts = self._cuts(keys, answers, gen_batch, rows, rows.seed_tokens - generated_before)
         staleness = np.array(
-            [step - self.cache.get(key).step if is_hit else 0 for key, is_hit in zip(keys, hit, strict=True)],
+            [step - answer.step if is_hit and answer is not None else 0
+             for answer, is_hit in zip(answers, hit, strict=True)],
             dtype=np.int64,
         )
-        hit_entries = [self.cache.get(key) for key, is_hit in zip(keys, hit, strict=True) if is_hit]
-        rows.cached_lens.extend(len(entry.response_ids) for entry in hit_entries)
-        rows.cached_correct.extend(bool(entry.acc) for entry in hit_entries if entry.acc is not None)
-        prefixes = [self._prefix(key, cut) for key, cut in zip(keys, cuts, strict=True)]
-        columns = self._columns(keys, prefixes, [cut.max_new_tokens for cut in cuts])
+        hit_answers = [answer for answer, is_hit in zip(answers, hit, strict=True) if is_hit and answer is not None]
+        rows.cached_lens.extend(len(answer.response_ids) for answer in hit_answers)
+        rows.cached_correct.extend(bool(answer.acc) for answer in hit_answers if answer.acc is not None)
+        prefixes = [self._prefix(answer, cut) for answer, cut in zip(answers, cuts, strict=True)]
+        columns = self._columns(keys, answers, prefixes, [cut.max_new_tokens for cut in cuts])
         gen_batch.non_tensor_batch.update(columns)
         batch.non_tensor_batch[KEY_COLUMN] = _object_array(keys)
         batch.non_tensor_batch[PREFIX_LOGPROBS_REAL_COLUMN] = self._real_prefix_logprobs(prefixes, columns)
         batch.non_tensor_batch[HIT_COLUMN] = hit
         batch.non_tensor_batch[STALENESS_COLUMN] = staleness
+        batch.non_tensor_batch[CUT_ANSWER_RIGHT_COLUMN] = _object_array(
+            [None if answer is None else answer.acc for answer in answers]
+        )
 
         output = manager.generate_sequences(gen_batch.repeat(repeat_times=self.group_size, interleave=True))
+        suffix_lens = np.asarray(output.non_tensor_batch[OUT_GENERATED], dtype=np.int64)
         rows.prefix_lens.append(np.asarray(output.non_tensor_batch[OUT_PREFIX_LEN], dtype=np.int64))
-        rows.suffix_lens.append(np.asarray(output.non_tensor_batch[OUT_GENERATED], dtype=np.int64))
+        rows.suffix_lens.append(suffix_lens)
         rows.group_ids.append(np.repeat(np.asarray(batch.non_tensor_batch["uid"], dtype=object), self.group_size))
         rows.cache_hit.append(np.repeat(hit, self.group_size))
         rows.staleness.append(np.repeat(staleness, self.group_size))
+        if self.token_budget is not None:
+            self._record_budget(answers, prefixes, suffix_lens, rows.seed_tokens - generated_before)
         return output
 
-    def update_cache(self, batch: DataProto, step: int) -> int:
-        """Store one answer of each group (p_best: best, else uniform over all G). Returns entries written.
+    def _record_budget(self, answers: list[Optional[CacheEntry]], prefixes: list[np.ndarray], suffix_lens: np.ndarray,
+                       step_generated: int) -> None:
+        """Count one generation call into the token budget (``verl_ext/rollout/token_budget.py``); a prompt that had
+        no answer to cut (a ``full_group`` cold start) counts its full rollouts as both generated and estimated."""
+        per_prompt = suffix_lens.reshape(len(answers), self.group_size).sum(axis=1)
+        cut = np.array([answer is not None for answer in answers], dtype=bool)
+        lengths = np.array([min(len(answer.response_ids), self.response_length) if answer is not None else 0
+                            for answer in answers], dtype=np.float64)
+        regenerated = lengths - np.array([len(prefix) for prefix in prefixes], dtype=np.float64)
+        self.token_budget.record(
+            generated=float(step_generated + suffix_lens.sum()),
+            full_estimate=float(self.group_size * lengths[cut].sum() + per_prompt[~cut].sum()),
+            planned=float(self.group_size * regenerated[cut].sum()),
+            suffix=float(per_prompt[cut].sum()),
+        )
+
+    def update_cache(self, batch: DataProto, step: int, rows: Optional[RolloutRows] = None) -> int:
+        """Store one answer of each group (p_best: best, else uniform over all G) with the prompt's state moved by
+        the group's outcome (a stateful cut policy's update; the right share; the counterpart). Returns the answers
+        written; a group whose replacement rule keeps the old answer still updates the prompt's state.
 
         Called after rewards, before any DAPO filter: a group whose answers all scored the same still refreshes
-        its entry."""
+        its entry. ``rows``: the step's rollout record, which gets each group's right share."""
         if not self.config.cache.update:
             return 0
         keys = batch.non_tensor_batch[KEY_COLUMN]
         uids = batch.non_tensor_batch["uid"]
         scores = sequence_scores(batch)
         accs = accuracies(batch)
+        # Right: the reward's accuracy where it reports one, else a positive score.
+        right = [bool(scores[i] > 0) if accs is None or accs[i] is None else accs[i] for i in range(len(batch))]
         responses = response_ids(batch)
+        prefix_lens = np.asarray(batch.non_tensor_batch[OUT_PREFIX_LEN], dtype=np.int64)
         logprobs = response_logprobs(batch) if self.config.cache.store_logprobs else [None] * len(batch)
         # An answer whose prefix carried 0.0 stand-ins keeps no log-probs: a placeholder is never stored as real.
         real = batch.non_tensor_batch[PREFIX_LOGPROBS_REAL_COLUMN]
         logprobs = [values if bool(is_real) else None for values, is_real in zip(logprobs, real, strict=True)]
+        update = state_update(self.config.truncation.mode)
         members: dict[Any, list[int]] = {}
         for row, uid in enumerate(uids):
             members.setdefault(uid, []).append(row)
         written_keys: list[str] = []
         entries: list[CacheEntry] = []
+        written = 0
         for group in members.values():
+            key, first = str(keys[group[0]]), group[0]
+            old = self.cache.get(key)
+            outcome = GroupOutcome(right=sum(right[i] for i in group), size=len(group),
+                                   cut_answer_right=batch.non_tensor_batch[CUT_ANSWER_RIGHT_COLUMN][first])
+            if rows is not None:
+                rows.group_right_fracs.append(outcome.right / outcome.size)
             choice = choose_replacement(
                 [float(scores[i]) for i in group],
                 None if accs is None else [accs[i] for i in group],
                 self.config.cache,
                 self.rng,
             )
-            if choice is None:
+            if choice is None and old is None:
                 continue
-            row = group[choice]
-            written_keys.append(str(keys[row]))
-            entries.append(self._entry(responses[row], logprobs[row], scores[row], accs, row, step, "rpo"))
+            answers = {i: self._entry(responses[i], logprobs[i], scores[i], accs, i, step, "rpo") for i in group}
+            new = old if choice is None else answers[group[choice]]
+            kept_prefix = choice is not None and prefix_lens[group[choice]] > 0
+            entries.append(successor(
+                old, new,
+                cut_state=(None if old is None else old.cut_state) if update is None else update(
+                    None if old is None else old.cut_state, outcome, self.config.truncation),
+                last_right_frac=outcome.right / outcome.size,
+                reuses=(old.reuses if choice is None else (old.reuses + 1 if kept_prefix else 0)) if old else 0,
+                others=[answer for i, answer in answers.items() if choice is None or i != group[choice]],
+                keep_counterpart=self.config.cache.keep_counterpart,
+                rng=self.rng,
+            ))
+            written_keys.append(key)
+            written += choice is not None
         self.cache.put_many(written_keys, entries)
-        return len(entries)
+        return written
 
     def _seed(
-        self, manager: Any, gen_batch: DataProto, keys: list[str], cold: list[int], step: int, rows: RolloutRows
+        self, manager: Any, gen_batch: DataProto, keys: list[str], positions: list[int], step: int,
+        rows: RolloutRows, refresh: bool = False,
     ) -> None:
-        """One full-length answer per cold prompt (the paper's cold start), written straight into the cache."""
-        seed_batch = gen_batch.select_idxs(cold)
+        """One full-length answer per prompt at ``positions``, written straight into the cache: a cold prompt's
+        first answer (the paper's cold start) or, with ``refresh``, a fresh answer that replaces a cached one and
+        inherits the prompt's state (``verl_ext/cache/healing.py``)."""
+        seed_batch = gen_batch.select_idxs(positions)
+        seed_keys = [keys[i] for i in positions]
         seed_batch.non_tensor_batch.update(
-            self._columns(
-                [keys[i] for i in cold], [np.zeros(0, np.int32)] * len(cold), [self.response_length] * len(cold)
-            )
+            self._columns(seed_keys, [None] * len(positions), [np.zeros(0, np.int32)] * len(positions),
+                          [self.response_length] * len(positions))
         )
         padded, pad = pad_dataproto_to_divisor(seed_batch, self.num_workers)
         output = unpad_dataproto(manager.generate_sequences(padded), pad)
@@ -280,30 +353,58 @@ class PartialRollout:
         logprobs = response_logprobs(output) if self.config.cache.store_logprobs else [None] * len(output)
         scores = sequence_scores(output)
         accs = accuracies(output)
-        self.cache.put_many(
-            [keys[i] for i in cold],
-            [self._entry(responses[j], logprobs[j], scores[j], accs, j, step, "seed") for j in range(len(cold))],
-        )
-        rows.seed_count += len(cold)
+        fresh = [self._entry(responses[j], logprobs[j], scores[j], accs, j, step, "seed")
+                 for j in range(len(positions))]
+        if refresh:
+            fresh = [self._refreshed(self.cache.get(key), answer) for key, answer in zip(seed_keys, fresh, strict=True)]
+            rows.refresh_count += len(positions)
+        else:
+            rows.seed_count += len(positions)
+            if accs is not None:
+                rows.seed_acc.extend(float(bool(a)) for a in accs)
+        self.cache.put_many(seed_keys, fresh)
         rows.seed_tokens += int(sum(len(r) for r in responses))
-        if accs is not None:
-            rows.seed_acc.extend(float(bool(a)) for a in accs)
 
-    def _cuts(self, keys: list[str], gen_batch: DataProto, rows: RolloutRows) -> list[Cut]:
-        """Per-sample cut points; a prompt still without an entry (full_group cold start) gets a full rollout."""
-        entries = [self.cache.get(key) for key in keys]
-        lengths = [0 if entry is None else len(entry.response_ids) for entry in entries]
+    def _refreshed(self, old: CacheEntry, answer: CacheEntry) -> CacheEntry:
+        """A fresh full answer in place of ``old``, keeping the prompt's state; the old answer may become the
+        counterpart."""
+        return successor(old, answer, cut_state=old.cut_state, last_right_frac=old.last_right_frac, reuses=0,
+                         others=[], keep_counterpart=self.config.cache.keep_counterpart, rng=self.rng)
+
+    def _cuts(self, keys: list[str], answers: list[Optional[CacheEntry]], gen_batch: DataProto, rows: RolloutRows,
+              step_generated: int) -> list[Cut]:
+        """Per-sample cut points of the answers to cut; a prompt still without one (full_group cold start) gets a
+        full rollout. ``step_generated``: tokens this call already generated (seeds, refreshes), for the budget."""
+        lengths = [0 if answer is None else len(answer.response_ids) for answer in answers]
         log_ratios = (
-            self._log_ratios(entries, gen_batch, rows) if needs_current_logprobs(self.config.truncation.mode) else None
+            self._log_ratios(answers, gen_batch, rows) if needs_current_logprobs(self.config.truncation.mode) else None
         )
-        cuts = sample_cuts(lengths, self.response_length, self.config.truncation, self.rng, log_ratios)
-        for entry, cut in zip(entries, cuts, strict=True):
-            if entry is not None and cut.accepted_len >= 0:
+        entries = [self.cache.get(key) for key in keys]
+        states = [None if entry is None else entry.cut_state for entry in entries]
+        cuts = sample_cuts(lengths, self.response_length, self.config.truncation, self.rng, log_ratios, states,
+                           self._allowance(lengths, answers, step_generated))
+        for answer, cut in zip(answers, cuts, strict=True):
+            if answer is None:
+                continue
+            clipped = min(len(answer.response_ids), self.response_length)
+            if clipped:
+                rows.cut_fracs.append(1.0 - cut.prefix_len / clipped)
+            if cut.accepted_len >= 0:
                 rows.verify_accepted.append(cut.accepted_len)
-                rows.verify_lengths.append(min(len(entry.response_ids), self.response_length))
-        return [
-            cut if entry is not None else Cut(0, self.response_length) for cut, entry in zip(cuts, entries, strict=True)
-        ]
+                rows.verify_lengths.append(clipped)
+        return [cut if answer is not None else Cut(0, self.response_length)
+                for cut, answer in zip(cuts, answers, strict=True)]
+
+    def _allowance(self, lengths: list[int], answers: list[Optional[CacheEntry]], step_generated: int
+                   ) -> Optional[float]:
+        """The regenerated tokens the token budget allows this call's cuts (None without a budget)."""
+        if self.token_budget is None:
+            return None
+        cut_lengths = [min(length, self.response_length)
+                       for length, answer in zip(lengths, answers, strict=True) if answer is not None]
+        step_full = self.group_size * sum(cut_lengths)
+        return self.token_budget.allowance(step_full_estimate=step_full, step_generated=step_generated,
+                                           group_size=self.group_size)
 
     def _log_ratios(
         self, entries: list[Optional[CacheEntry]], gen_batch: DataProto, rows: RolloutRows
@@ -324,13 +425,16 @@ class PartialRollout:
             ratios[i] = np.asarray(logprobs, dtype=np.float64) - behaviour
         return ratios
 
-    def _prefix(self, key: str, cut: Cut) -> np.ndarray:
-        entry = self.cache.get(key)
-        if entry is None:
+    @staticmethod
+    def _prefix(answer: Optional[CacheEntry], cut: Cut) -> np.ndarray:
+        if answer is None:
             return np.zeros(0, dtype=np.int32)
-        return np.asarray(entry.response_ids[: cut.prefix_len], dtype=np.int32)
+        return np.asarray(answer.response_ids[: cut.prefix_len], dtype=np.int32)
 
-    def _columns(self, keys: list[str], prefixes: list[np.ndarray], budgets: list[int]) -> dict[str, np.ndarray]:
+    def _columns(self, keys: list[str], answers: list[Optional[CacheEntry]], prefixes: list[np.ndarray],
+                 budgets: list[int]) -> dict[str, np.ndarray]:
+        """The agent loop's per-prompt inputs: the prefix cut from each prompt's ``answers`` entry, its budget and,
+        with stored log-probs, the prefix's behaviour log-probs."""
         columns = {
             "agent_name": _object_array([RPO_AGENT_NAME] * len(keys)),
             PREFIX_IDS: _object_array(prefixes),
@@ -339,15 +443,15 @@ class PartialRollout:
         }
         if self.config.cache.store_logprobs:
             columns[PREFIX_LOGPROBS] = _object_array(
-                [self._prefix_logprobs(key, prefix) for key, prefix in zip(keys, prefixes, strict=True)]
+                [self._prefix_logprobs(key, answer, prefix)
+                 for key, answer, prefix in zip(keys, answers, prefixes, strict=True)]
             )
         return columns
 
-    def _prefix_logprobs(self, key: str, prefix: np.ndarray) -> Optional[np.ndarray]:
-        """The entry's behaviour log-probs of ``prefix``; None when it kept none (the agent loop then stands 0.0 in,
-        which :meth:`_real_prefix_logprobs` records), or an error when the loss needs them."""
-        entry = self.cache.get(key)
-        logprobs = None if entry is None or entry.logprobs is None else entry.logprobs[: len(prefix)]
+    def _prefix_logprobs(self, key: str, answer: Optional[CacheEntry], prefix: np.ndarray) -> Optional[np.ndarray]:
+        """The cut answer's behaviour log-probs of ``prefix``; None when it kept none (the agent loop then stands 0.0
+        in, which :meth:`_real_prefix_logprobs` records), or an error when the loss needs them."""
+        logprobs = None if answer is None or answer.logprobs is None else answer.logprobs[: len(prefix)]
         if logprobs is not None and len(logprobs) == len(prefix):
             return logprobs
         if self.require_prefix_logprobs and len(prefix):
@@ -391,10 +495,13 @@ class PartialRollout:
 
 
 def rollout_metrics(
-    rows: RolloutRows, *, cache_size: int, response_budget: int, group_size: int, verifying: bool
+    rows: RolloutRows, *, cache: ExperienceCache, response_budget: int, group_size: int, verifying: bool,
+    token_budget: Optional[TokenBudget] = None,
 ) -> dict[str, float]:
-    """The step's ``rpo/*`` rollout metrics from what :meth:`PartialRollout.generate` recorded
-    (``verl_ext/training/metrics.py``); ``verifying``: the cut policy verified the cached answers."""
+    """The step's ``rpo/*`` rollout metrics from what :meth:`PartialRollout.generate` and
+    :meth:`PartialRollout.update_cache` recorded (``verl_ext/training/metrics.py``); ``verifying``: the cut policy
+    verified the cached answers; ``token_budget``: the run's budget, if it has one."""
+    cache_size = len(cache)
     result = compute_rpo_metrics(
         prefix_lens=rows.concat("prefix_lens"),
         suffix_lens=rows.concat("suffix_lens"),
@@ -413,6 +520,14 @@ def rollout_metrics(
         result["rpo/cached_len_mean"] = float(np.mean(rows.cached_lens))
     if rows.cached_correct:
         result["rpo/cached_acc_frac"] = float(np.mean(rows.cached_correct))
+    result.update(healing_metrics(
+        cut_fracs=rows.cut_fracs, group_right_fracs=rows.group_right_fracs, refresh_count=rows.refresh_count,
+        counterpart_cuts=rows.counterpart_cuts, cache_size=cache_size,
+        counterpart_entries=sum(entry.counterpart is not None for _, entry in cache.items()),
+    ))
+    if token_budget is not None:
+        result.update(budget_metrics(spent_share=token_budget.spent_share, overrun=token_budget.overrun,
+                                     target_share=token_budget.share))
     if verifying:
         result.update(
             verify_metrics(

@@ -26,6 +26,13 @@ peers the trainer never branches on; the built-in ones:
   probability ``min(1, lenience * p_current / p_behaviour)``, SPEC-RL's check); the suffix budget is then
   ``verify_max_new_tokens`` so that the answer can be finished. It needs the current policy's log-probs of the
   cached answers (``needs_current_logprobs``), which the rollout computes once per prompt before cutting.
+- ``"adaptive"`` (``verl_ext/rollout/adaptive.py``): a per-prompt depth (fraction of the answer to regenerate) kept
+  in the cache entry and moved after every visit by the group's outcome, under a run-level token budget.
+
+A policy may keep per-prompt state: registered with an ``update`` (:data:`StateUpdate`), it reads each answer's state
+from :attr:`CachedAnswers.states` and the rollout stores ``update(state, outcome, cfg)`` in the prompt's entry once
+the group is scored (:class:`GroupOutcome`). A policy registered ``budgeted`` keeps its regenerated tokens within
+:attr:`CachedAnswers.allowance`, which the run's token budget (``verl_ext/rollout/token_budget.py``) sets.
 
 Edge cases:
 
@@ -58,6 +65,27 @@ class CachedAnswers:
     log_ratios: Optional[tuple[Optional[np.ndarray], ...]] = None
     """Only for policies registered with ``needs_current_logprobs``: per answer, ``log p_current - log p_behaviour``
     of each of its (clipped) tokens, or None for an answer whose entry kept no real behaviour log-probs."""
+    states: tuple[Optional[np.ndarray], ...] = ()
+    """Only for policies registered with an ``update``: per answer, its prompt's state (None before the first
+    update)."""
+    allowance: Optional[float] = None
+    """Only for ``budgeted`` policies: the regenerated tokens (``length - prefix_len``, summed over the answers) the
+    run's token budget allows this draw; None: no budget."""
+
+
+@dataclass(frozen=True)
+class GroupOutcome:
+    """What a prompt's visit gave, for a stateful policy's update: how many of the group's answers were right, and
+    whether the answer the prefix was cut from was right (None: unknown, e.g. a cold prompt's full rollout)."""
+
+    right: int
+    size: int
+    cut_answer_right: Optional[bool]
+
+    @property
+    def mixed(self) -> bool:
+        """Some answers right and some wrong: the group carries a learning signal."""
+        return 0 < self.right < self.size
 
 
 class CutDraw(NamedTuple):
@@ -74,16 +102,24 @@ CutPolicy = Callable[[CachedAnswers, "TruncationConfig", np.random.Generator], t
 prefix to keep (``0 <= prefix_len <= max(length - 1, 0)``) and the suffix budget (``>= 1``), one draw per answer from
 ``rng``. :func:`sample_cuts` checks both bounds and applies slack and the R cap."""
 
+StateUpdate = Callable[[Optional[np.ndarray], GroupOutcome, "TruncationConfig"], np.ndarray]
+"""``update(state, outcome, cfg) -> new state``: a stateful policy's per-prompt state after a visit (1-D, finite)."""
+
 CUT_POLICIES: dict[str, CutPolicy] = {}
 _NEEDS_CURRENT_LOGPROBS: set[str] = set()
+_STATE_UPDATES: dict[str, StateUpdate] = {}
+_BUDGETED: set[str] = set()
 
 
-def register_cut_policy(name: str, needs_current_logprobs: bool = False) -> Callable[[CutPolicy], CutPolicy]:
+def register_cut_policy(name: str, needs_current_logprobs: bool = False, update: Optional[StateUpdate] = None,
+                        budgeted: bool = False) -> Callable[[CutPolicy], CutPolicy]:
     """Register a cut policy under ``rpo.truncation.mode=<name>``, as verl's ``core_algos`` registers advantage
     estimators: the policies are peers and the trainer has no branch per mode, so a user adds one without touching it.
 
     ``needs_current_logprobs``: the policy reads :attr:`CachedAnswers.log_ratios`, so the rollout runs the current
-    policy over the cached answers (one pass per prompt) before cutting."""
+    policy over the cached answers (one pass per prompt) before cutting. ``update``: the policy keeps per-prompt
+    state (:attr:`CachedAnswers.states`), moved by ``update`` after each visit. ``budgeted``: the policy honours
+    :attr:`CachedAnswers.allowance` (``rpo.truncation.token_share``)."""
 
     def decorator(policy: CutPolicy) -> CutPolicy:
         if name in CUT_POLICIES and CUT_POLICIES[name] is not policy:
@@ -91,9 +127,25 @@ def register_cut_policy(name: str, needs_current_logprobs: bool = False) -> Call
         CUT_POLICIES[name] = policy
         if needs_current_logprobs:
             _NEEDS_CURRENT_LOGPROBS.add(name)
+        if update is not None:
+            _STATE_UPDATES[name] = update
+        if budgeted:
+            _BUDGETED.add(name)
         return policy
 
     return decorator
+
+
+def state_update(name: str) -> Optional[StateUpdate]:
+    """The per-prompt state update of cut policy ``name`` (None: a stateless policy)."""
+    get_cut_policy(name)
+    return _STATE_UPDATES.get(name)
+
+
+def is_budgeted(name: str) -> bool:
+    """Whether cut policy ``name`` honours the run's token budget."""
+    get_cut_policy(name)
+    return name in _BUDGETED
 
 
 def needs_current_logprobs(name: str) -> bool:
@@ -126,7 +178,9 @@ def sample_cut(cached_len: int, response_budget: int, cfg: TruncationConfig, rng
 
 def sample_cuts(lengths: Sequence[int] | np.ndarray, response_budget: int, cfg: TruncationConfig,
                 rng: np.random.Generator,
-                log_ratios: Optional[Sequence[Optional[np.ndarray]]] = None) -> list[Cut]:
+                log_ratios: Optional[Sequence[Optional[np.ndarray]]] = None,
+                states: Optional[Sequence[Optional[np.ndarray]]] = None,
+                allowance: Optional[float] = None) -> list[Cut]:
     """Draw one independent cut per cached answer, in one vectorised draw from ``rng``.
 
     The same generator state and inputs always give the same cuts, so a resumed run that restores the generator
@@ -139,6 +193,9 @@ def sample_cuts(lengths: Sequence[int] | np.ndarray, response_budget: int, cfg: 
         rng: the generator to draw from; it is advanced by one draw per answer (per token too when verifying).
         log_ratios: for a policy that needs them (:func:`needs_current_logprobs`), per answer ``log p_current -
             log p_behaviour`` of its tokens, None for an answer without real behaviour log-probs.
+        states: for a stateful policy (:func:`state_update`), per answer its prompt's state (None: no state yet);
+            None for all.
+        allowance: for a budgeted policy (:func:`is_budgeted`), the regenerated tokens the run's budget allows.
 
     Raises:
         ValueError: ``lengths`` is not a 1-D sequence of non-negative integers, or ``response_budget < 1``, or a
@@ -147,7 +204,11 @@ def sample_cuts(lengths: Sequence[int] | np.ndarray, response_budget: int, cfg: 
     if not _is_int(response_budget) or response_budget < 1:
         raise ValueError(f"response_budget (data.max_response_length) must be an integer >= 1, got {response_budget!r}")
     clipped = np.minimum(_as_lengths(lengths), response_budget)
-    answers = CachedAnswers(clipped, _clipped_log_ratios(log_ratios, clipped, cfg.mode))
+    if states is not None and len(states) != len(clipped):
+        raise ValueError(f"sample_cuts: {len(states)} states for {len(clipped)} answers")
+    answers = CachedAnswers(clipped, _clipped_log_ratios(log_ratios, clipped, cfg.mode),
+                            tuple(states) if states is not None else (None,) * len(clipped),
+                            allowance if is_budgeted(cfg.mode) else None)
     draw = CutDraw(*get_cut_policy(cfg.mode)(answers, cfg, rng))
     prefix_len, budget = (np.asarray(values, dtype=np.int64) for values in draw[:2])
     accepted = np.full(clipped.shape, -1) if draw.accepted_len is None else np.asarray(draw.accepted_len)

@@ -26,6 +26,21 @@ Keys (all float):
 - ``rpo/gen_tokens_saved_frac``: ``1 - generated_tokens / full_rollout_tokens_est``: the share of rollout tokens RPO
   saved (negative when seeding cost more than it saved; 0 when the estimate is 0).
 
+The cut's depth and the cache's healing, from :func:`healing_metrics`:
+
+- ``rpo/cut_depth_mean``: the fraction of each cut answer that was regenerated (``1 - prefix / length``), averaged
+  over the prompts cut from a cached answer (0 when none was).
+- ``rpo/mixed_group_frac``: groups with some right and some wrong answers (by the reward's accuracy, else a positive
+  score), i.e. the groups a right/wrong reward gives a signal; written after the cache update.
+- ``rpo/refresh_count``: prompts whose answer was replaced by a fresh full answer before the cut (its tokens count
+  in ``rpo/seed_tokens``).
+- ``rpo/counterpart_cut_frac``: prompts cut from their counterpart answer, over the prompts cut from a cached answer.
+- ``rpo/counterpart_frac``: cache entries that hold a counterpart answer.
+
+With a token budget (``rpo.truncation.token_share``), from :func:`budget_metrics`: ``rpo/budget_token_share`` (the
+run's generated tokens over its full-path estimate so far), ``rpo/budget_overrun`` (suffix tokens per planned
+regenerated token) and ``rpo/budget_target_share``.
+
 Verifying cut policies (``rpo.truncation.mode=verified``) add, from :func:`verify_metrics`:
 
 - ``rpo/verify_accept_len_mean``: leading cached tokens the current policy accepted, per verified answer.
@@ -143,3 +158,22 @@ def verify_metrics(*, accepted: list[int], lengths: list[int], fallbacks: int, s
         "rpo/verify_s": float(seconds),
         "rpo/verify_fallbacks": float(fallbacks),
     }
+
+
+def healing_metrics(*, cut_fracs: list[float], group_right_fracs: list[float], refresh_count: int,
+                    counterpart_cuts: int, counterpart_entries: int, cache_size: int) -> dict[str, float]:
+    """The depth and healing metrics of one step (see the module docstring); 0.0 where there is nothing to average."""
+    right = np.asarray(group_right_fracs, dtype=np.float64)
+    return {
+        "rpo/cut_depth_mean": float(np.mean(cut_fracs)) if cut_fracs else 0.0,
+        "rpo/mixed_group_frac": float(np.mean((right > 0) & (right < 1))) if right.size else 0.0,
+        "rpo/refresh_count": float(refresh_count),
+        "rpo/counterpart_cut_frac": counterpart_cuts / len(cut_fracs) if cut_fracs else 0.0,
+        "rpo/counterpart_frac": counterpart_entries / cache_size if cache_size else 0.0,
+    }
+
+
+def budget_metrics(*, spent_share: float, overrun: float, target_share: float) -> dict[str, float]:
+    """The token budget's state after the step (see the module docstring)."""
+    return {"rpo/budget_token_share": float(spent_share), "rpo/budget_overrun": float(overrun),
+            "rpo/budget_target_share": float(target_share)}

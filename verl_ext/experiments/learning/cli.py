@@ -1,23 +1,25 @@
 """Does RPO learn? RPO arms against full-path GRPO from the same warmed-up model, on CPU, paired by seed.
 
-    python scripts/learning_experiment.py [--arms full rpo rpo_null ...] [--seeds 0 1 2] [--resume] [--replot]
+    python scripts/learning_experiment.py [--arms full rpo adaptive ...] [--seeds 0 1 2 3 4] [--other-arm-seeds 3]
+        [--resume] [--replot]
     # writes docs/evidence/learning/
 
 1. Start point (shared by every run): the testbed's task and tiny Qwen2 model
 (:mod:`verl_ext.experiments.learning.testbed`),
    warmed up with verl's SFT trainer so that it solves part of the problems when it samples. Idempotent.
-2. For each seed, one RL run of the recipe's trainer per arm (:mod:`verl_ext.experiments.learning.runner`). Arms run
-one after
-   the other within a seed, so slow drift of the machine's load hits all of them.
+2. For each seed, one RL run of the recipe's trainer per arm (:mod:`verl_ext.experiments.learning.runner`): the
+   headline arms (full path, tail-cut RPO, adaptive) on every seed, the others on the first ``--other-arm-seeds``.
+   Arms run one after the other within a seed, so slow drift of the machine's load hits all of them.
 3. From verl's file logger: validation accuracy (``val-core/<data_source>/acc/mean@<n>``: all val prompts,
-   ``--val-samples`` samples each at ``--val-temperature``, the paper's pass@1-averaged protocol) before training
-   and every ``--test-freq`` steps, against the step, the cumulative training wall-clock (sum of ``timing_s/step``:
-   rollout + update; validation and process start-up excluded, they are the same for every arm) and the cumulative
-   generated tokens (``rpo/generated_tokens``, which every arm logs).
+   ``--val-samples`` samples each at ``--val-temperature``, the paper's pass@1-averaged protocol; 8 x 128 answers
+   bound one validation's sampling std by 0.016) before training and every ``--test-freq`` steps, against the
+   step, the cumulative training wall-clock (sum of ``timing_s/step``: rollout + update; validation and process
+   start-up excluded, they are the same for every arm) and the cumulative generated tokens
+   (``rpo/generated_tokens``, which every arm logs).
 
-Each arm is compared with the full path, paired by seed (:mod:`verl_ext.experiments.learning.comparison`); per-step
-diagnostics
-explain the differences. Writes ``curves.json``, two plots and ``summary.md`` into ``--out``
+Each arm is compared with the full path under one variance pooled over all runs
+(:mod:`verl_ext.experiments.learning.comparison`); per-step diagnostics explain the differences. Writes
+``curves.json``, the plots (the frontier among them) and ``summary.md`` into ``--out``
 (:mod:`verl_ext.experiments.learning.report`).
 
 The training set is the first ``--train-prompts`` prompts, revisited over the run (``steps * prompts /
@@ -31,7 +33,7 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-from verl_ext.experiments.learning.arms import ARMS, BASELINE, DEFAULT_ARMS
+from verl_ext.experiments.learning.arms import ARMS, BASELINE, DEFAULT_ARMS, HEADLINE_ARMS
 from verl_ext.experiments.learning.report import replot, write_report
 from verl_ext.experiments.learning.runner import (
     LR_SCHEDULE_OVERRIDES,
@@ -57,7 +59,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="the headline arms' seeds")
+    parser.add_argument(
+        "--other-arm-seeds",
+        type=int,
+        default=3,
+        help=f"arms other than {', '.join(HEADLINE_ARMS)} run on the first this many of --seeds",
+    )
     parser.add_argument(
         "--arms",
         nargs="+",
@@ -66,7 +74,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help=f"arms to run, run in this order within each seed; {BASELINE} is always included",
     )
     parser.add_argument("--steps", type=int, default=16, help="RL steps per run (trainer.total_training_steps)")
-    parser.add_argument("--test-freq", type=int, default=8, help="validate every N steps (and before training)")
+    parser.add_argument("--test-freq", type=int, default=16, help="validate every N steps (and before training)")
     parser.add_argument("--prompts", type=int, default=16, help="prompts per step (data.train_batch_size)")
     parser.add_argument(
         "--train-prompts",
@@ -85,7 +93,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "verified, need more settings: they are arms of their own)",
     )
     parser.add_argument("--temperature", type=float, default=1.0, help="rollout sampling temperature")
-    parser.add_argument("--val-samples", type=int, default=4, help="samples per val prompt (val_kwargs.n)")
+    parser.add_argument("--val-samples", type=int, default=8, help="samples per val prompt (val_kwargs.n)")
     parser.add_argument("--val-temperature", type=float, default=1.0, help="val sampling temperature (0: greedy)")
     parser.add_argument(
         "--reward",
@@ -115,11 +123,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f"--steps ({args.steps}) must be a positive multiple of --test-freq ({args.test_freq})")
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds repeats a seed: {args.seeds}")
+    if args.other_arm_seeds < 1:
+        parser.error(f"--other-arm-seeds must be >= 1, got {args.other_arm_seeds}")
     if len(set(args.arms)) != len(args.arms):
         parser.error(f"--arms repeats an arm: {args.arms}")
     args.arms = list(dict.fromkeys([BASELINE, *args.arms]))
     args.out, args.work_dir = str(Path(args.out).resolve()), str(Path(args.work_dir).resolve())
     return args
+
+
+def arm_seeds(args: argparse.Namespace, arm: str) -> list[int]:
+    """The seeds ``arm`` runs on: all of ``--seeds`` for the headline arms, the first ``--other-arm-seeds`` else."""
+    return list(args.seeds) if arm in HEADLINE_ARMS else list(args.seeds[: args.other_arm_seeds])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -135,9 +150,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     details: dict[str, dict[int, dict]] = {arm: {} for arm in args.arms}
     for seed in args.seeds:
         for arm in args.arms:
-            details[arm][seed] = run_arm(args, arm, seed, assets_dir, model_dir, start)
+            if seed in arm_seeds(args, arm):
+                details[arm][seed] = run_arm(args, arm, seed, assets_dir, model_dir, start)
     settings = {
         "seeds": args.seeds,
+        "other_arm_seeds": args.other_arm_seeds,
         "arms": {arm: list(ARMS[arm].overrides) for arm in args.arms},
         "steps": args.steps,
         "test_freq": args.test_freq,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any, Optional, Sequence
 
@@ -42,31 +43,59 @@ def compare_seed(full: Sequence[dict], arm: Sequence[dict]) -> dict[str, Any]:
     }
 
 
-def paired_interval(differences: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
-    """Mean of per-seed paired differences with its Student-t confidence interval (None with a single seed)."""
+# The issue's goal for an RPO setting: final accuracy non-inferior to the full path's (the lower end of the 95% interval
+# of the difference at least -NON_INFERIORITY_MARGIN) at no more than TOKEN_SHARE_GOAL of its generated tokens.
+NON_INFERIORITY_MARGIN = 0.05
+TOKEN_SHARE_GOAL = 0.35
+
+
+def pooled_model(finals: dict[str, Sequence[float]], confidence: float = 0.95) -> dict[str, Any]:
+    """A model over all runs: each arm has its own mean final accuracy, and every run's deviation from its arm's mean
+    shares one variance, estimated from all arms together (``runs - arms`` degrees of freedom). With 3 to 5 seeds per
+    arm a per-arm standard deviation has 2 to 4 degrees of freedom; pooling gives the intervals the rest. It assumes
+    arms differ in mean, not in run-to-run spread: the per-arm spreads are reported beside it to check that."""
     from scipy import stats
 
-    n = len(differences)
-    mean = statistics.fmean(differences)
-    if n < 2:
-        return {"mean": mean, "std": 0.0, "n": n, "low": None, "high": None, "confidence": confidence}
-    std = statistics.stdev(differences)
-    half = stats.t.ppf((1 + confidence) / 2, n - 1) * std / n**0.5
-    return {"mean": mean, "std": std, "n": n, "low": mean - half, "high": mean + half, "confidence": confidence}
+    runs = sum(len(values) for values in finals.values())
+    dof = runs - len(finals)
+    squares = sum((v - statistics.fmean(values)) ** 2 for values in finals.values() for v in values)
+    std = math.sqrt(squares / dof) if dof > 0 else None
+    t = float(stats.t.ppf((1 + confidence) / 2, dof)) if dof > 0 else None
+    return {"pooled_std": std, "dof": dof, "runs": runs, "t": t, "confidence": confidence}
+
+
+def difference_interval(model: dict[str, Any], values: Sequence[float], baseline: Sequence[float]) -> dict[str, Any]:
+    """``mean(values) - mean(baseline)`` with its interval under :func:`pooled_model` (None ends without residual
+    degrees of freedom)."""
+    diff = statistics.fmean(values) - statistics.fmean(baseline)
+    result = {"mean": diff, "n": len(values), "n_baseline": len(baseline), "low": None, "high": None, "se": None,
+              "confidence": model["confidence"]}
+    if model["pooled_std"] is not None:
+        se = model["pooled_std"] * math.sqrt(1 / len(values) + 1 / len(baseline))
+        result.update(se=se, low=diff - model["t"] * se, high=diff + model["t"] * se)
+    return result
+
+
+def mean_interval(model: dict[str, Any], values: Sequence[float]) -> Optional[tuple[float, float]]:
+    """An arm's mean final accuracy with its interval under :func:`pooled_model` (None without degrees of freedom)."""
+    if model["pooled_std"] is None:
+        return None
+    mean, half = statistics.fmean(values), model["t"] * model["pooled_std"] / math.sqrt(len(values))
+    return mean - half, mean + half
 
 
 def summarize(runs: dict[str, dict[int, list[dict]]],
               diagnostics: Optional[dict[str, dict[int, dict[str, float]]]] = None) -> dict[str, Any]:
-    """``runs[arm][seed]`` = curve, for the full path and any other arms. Per arm: the mean curve, the spread over
-    seeds of start, final and best accuracy, wall-clock, tokens and diagnostics; per other arm, paired by seed with
-    the full path: the difference of final accuracy with its 95% interval, the wall-clock and token shares, and in
-    how many seeds the arm reached the baseline's final accuracy. Only seeds every arm ran count."""
+    """``runs[arm][seed]`` = curve, for the full path and any other arms, each on its own seeds (the headline arms on
+    more). Per arm: the mean curve, the spread over its seeds of start, final and best accuracy, wall-clock, tokens and
+    diagnostics. Per other arm against the full path: the final-accuracy difference with its 95% interval under
+    :func:`pooled_model` (all arms' runs), its generated-token and wall-clock shares (mean over its runs over the full
+    path's mean; tokens of the whole run, seeding included), whether it meets the goal, and over the seeds both ran,
+    per-seed verdicts (:func:`compare_seed`). ``frontier``: one point per arm, full path included."""
     if not runs.get(BASELINE):
         raise ValueError(f"no {BASELINE} run: every arm is compared with the full path")
     names = [arm for arm in ARMS if runs.get(arm)]
-    seeds = sorted(set.intersection(*(set(runs[arm]) for arm in names)))
-    if not seeds:
-        raise ValueError(f"no seed has a run of every arm ({', '.join(names)})")
+    seeds = {arm: sorted(runs[arm]) for arm in names}
     diagnostics = diagnostics or {}
 
     def over_seeds(values: Sequence[Optional[float]]) -> Optional[dict[str, float]]:
@@ -75,12 +104,13 @@ def summarize(runs: dict[str, dict[int, list[dict]]],
 
     arms = {}
     for arm in names:
-        curves = [runs[arm][seed] for seed in seeds]
-        per_seed_diag = [diagnostics.get(arm, {}).get(seed, {}) for seed in seeds]
+        curves = [runs[arm][seed] for seed in seeds[arm]]
+        per_seed_diag = [diagnostics.get(arm, {}).get(seed, {}) for seed in seeds[arm]]
         arms[arm] = {
+            "seeds": seeds[arm],
             "mean_curve": mean_curve(curves),
             "per_seed": {seed: {"initial_acc": c[0]["acc"], "final_acc": c[-1]["acc"]}
-                         for seed, c in zip(seeds, curves, strict=True)},
+                         for seed, c in zip(seeds[arm], curves, strict=True)},
             "initial_acc": spread([c[0]["acc"] for c in curves]),
             "final_acc": spread([c[-1]["acc"] for c in curves]),
             "best_acc": spread([max(p["acc"] for p in c) for c in curves]),
@@ -90,23 +120,57 @@ def summarize(runs: dict[str, dict[int, list[dict]]],
             "diagnostics": {metric: over_seeds([d.get(metric) for d in per_seed_diag]) for metric in DIAGNOSTIC_METRICS
                             if any(metric in d for d in per_seed_diag)},
         }
+    finals = {arm: [runs[arm][seed][-1]["acc"] for seed in seeds[arm]] for arm in names}
+    model = pooled_model(finals)
+    full = arms[BASELINE]
     comparisons = {}
     for arm in names:
         if arm == BASELINE:
             continue
-        per_seed = {seed: compare_seed(runs[BASELINE][seed], runs[arm][seed]) for seed in seeds}
+        shared = [seed for seed in seeds[arm] if seed in runs[BASELINE]]
+        per_seed = {seed: compare_seed(runs[BASELINE][seed], runs[arm][seed]) for seed in shared}
+        diff = difference_interval(model, finals[arm], finals[BASELINE])
+        token_share = share(arms[arm]["generated_tokens"]["mean"], full["generated_tokens"]["mean"])
         comparisons[arm] = {
+            "final_acc_diff": diff,
+            "token_share": token_share,
+            "wall_share": share(arms[arm]["train_wall_s"]["mean"], full["train_wall_s"]["mean"]),
+            "non_inferior": diff["low"] is not None and diff["low"] >= -NON_INFERIORITY_MARGIN,
+            "meets_goal": (diff["low"] is not None and diff["low"] >= -NON_INFERIORITY_MARGIN
+                           and token_share is not None and token_share <= TOKEN_SHARE_GOAL),
+            "shared_seeds": shared,
             "per_seed": per_seed,
-            "final_acc_diff": paired_interval([per_seed[s]["final_acc_diff"] for s in seeds]),
-            "wall_ratio": over_seeds([per_seed[s]["wall_ratio"] for s in seeds]),
-            "token_ratio": over_seeds([per_seed[s]["token_ratio"] for s in seeds]),
-            "reached_full_final": sum(per_seed[s]["reached_full_final"] for s in seeds),
-            "reached_at_wall_frac": over_seeds([per_seed[s]["reached_at_wall_frac"] for s in seeds]),
+            "reached_full_final": sum(verdict["reached_full_final"] for verdict in per_seed.values()),
+            "reached_at_wall_frac": over_seeds([verdict["reached_at_wall_frac"] for verdict in per_seed.values()]),
         }
     # Every run validates the same warm model before training: the spread of those is the validation's own noise.
-    start_validations = spread([runs[arm][seed][0]["acc"] for arm in names for seed in seeds])
-    return {"seeds": seeds, "arms": arms, "comparisons": comparisons, "start_validations": start_validations,
+    start_validations = spread([runs[arm][seed][0]["acc"] for arm in names for seed in seeds[arm]])
+    return {"seeds": seeds, "arms": arms, "model": model, "comparisons": comparisons,
+            "frontier": frontier(arms, comparisons, model, finals), "start_validations": start_validations,
+            "goal": {"margin": NON_INFERIORITY_MARGIN, "token_share": TOKEN_SHARE_GOAL,
+                     "met_by": [arm for arm, c in comparisons.items() if c["meets_goal"]]},
             "checks": instrument_checks(arms, comparisons)}
+
+
+def frontier(arms: dict[str, Any], comparisons: dict[str, Any], model: dict[str, Any],
+             finals: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """One point per arm (the full path at shares 1): final accuracy with its interval, generated-token and
+    wall-clock shares, sorted by token share."""
+    points = []
+    for arm in arms:
+        c = comparisons.get(arm)
+        interval = mean_interval(model, finals[arm])
+        points.append({
+            "arm": arm,
+            "final_acc": statistics.fmean(finals[arm]),
+            "final_acc_low": None if interval is None else interval[0],
+            "final_acc_high": None if interval is None else interval[1],
+            "token_share": 1.0 if c is None else c["token_share"],
+            "wall_share": 1.0 if c is None else c["wall_share"],
+            "diff_low": None if c is None else c["final_acc_diff"]["low"],
+            "runs": len(finals[arm]),
+        })
+    return sorted(points, key=lambda point: (point["token_share"] is None, point["token_share"]))
 
 
 # The testbed's own acceptance: the full path gains at least MIN_GAIN with a seed std under MAX_GAIN_STD_SHARE of the

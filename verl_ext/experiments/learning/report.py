@@ -27,7 +27,7 @@ def _pm(s: dict[str, float], digits: int = 3) -> str:
 
 def _interval(d: dict[str, Any]) -> str:
     if d["low"] is None:
-        return f"{d['mean']:+.3f} (one seed)"
+        return f"{d['mean']:+.3f} (no interval)"
     return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
 
 
@@ -35,13 +35,26 @@ def _share(s: Optional[dict[str, float]]) -> str:
     return "n/a" if s is None else f"{s['mean']:.2f} ± {s['std']:.2f}"
 
 
+def _ratio(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _seed_list(seeds: list[int]) -> str:
+    return ", ".join(map(str, seeds))
+
+
 def markdown_summary(summary: dict[str, Any], settings: dict[str, Any]) -> str:
-    """The experiment's tables: per arm (mean ± sample std over seeds), the paired comparison with the full path
-    (95% t-interval of the final-accuracy difference), the diagnostics, and the per-seed finals."""
-    seeds = summary["seeds"]
+    """The experiment's tables: per arm (mean ± sample std over its seeds), its difference from the full path with the
+    pooled-variance 95% interval, its token and wall-clock shares and the goal; the frontier; the diagnostics; the
+    instrument checks; the per-seed finals."""
     names = list(summary["arms"])
+    model, goal = summary["model"], summary["goal"]
+    all_seeds = sorted({seed for arm in names for seed in summary["seeds"][arm]})
+    runs = sum(len(summary["seeds"][arm]) for arm in names)
+    samples = settings["val_samples"] * settings["val_prompts"]
+    pooled_std = "n/a" if model["pooled_std"] is None else f"{model['pooled_std']:.3f}"
     lines = [
-        f"{len(names)} arms, {len(seeds)} seeds ({', '.join(map(str, seeds))}), "
+        f"{len(names)} arms, {runs} runs (seeds {_seed_list(all_seeds)}; runs per arm below), "
         f"{settings['steps']} steps of {settings['prompts_per_step']} prompts x G={settings['group_size']} "
         f"over {settings['train_prompts']} training prompts, "
         f"response budget {settings['response_length']}, RPO suffix budget {settings['suffix_budget']} "
@@ -49,18 +62,37 @@ def markdown_summary(summary: dict[str, Any], settings: dict[str, Any]) -> str:
         f"{settings['kl_coef']}, rollout temperature "
         f"{settings['temperature']}, reward {settings['reward']}; validation: {val_metric_label(settings)}.",
         "",
-        "| arm | start acc | final acc | best acc | final - full [95% CI] | wall-clock / full | tokens / full "
-        "| reached full's final |",
-        "|---|---|---|---|---|---|---|---|",
+        f"Intervals: 95%, from one residual variance pooled over all {model['runs']} runs ({model['dof']} degrees of "
+        f"freedom; pooled run-to-run std {pooled_std}). "
+        f"Tokens and wall-clock: the arm's mean over its runs / the full path's (generated tokens of the whole run, "
+        f"seeding included; training wall-clock). Goal: lower end of the difference >= {-goal['margin']:+.2f} at "
+        f"tokens <= {goal['token_share']:.2f}.",
+        "",
+        "| arm | runs | start acc | final acc | final - full [95% CI] | tokens / full | wall-clock / full "
+        "| non-inferior | goal |",
+        "|---|---:|---|---|---|---:|---:|---|---|",
     ]
     for arm in names:
         a = summary["arms"][arm]
         c = summary["comparisons"].get(arm)
-        versus = ("(baseline)", "1", "1", "") if c is None else (
-            _interval(c["final_acc_diff"]), _share(c["wall_ratio"]), _share(c["token_ratio"]),
-            f"{c['reached_full_final']} of {len(seeds)}")
-        lines.append(f"| {ARMS[arm].label} | {_pm(a['initial_acc'])} | {_pm(a['final_acc'])} | {_pm(a['best_acc'])} "
-                     f"| {' | '.join(versus)} |")
+        versus = ("(baseline)", "1", "1", "", "") if c is None else (
+            _interval(c["final_acc_diff"]), _ratio(c["token_share"]), _ratio(c["wall_share"]),
+            "yes" if c["non_inferior"] else "no", "**met**" if c["meets_goal"] else "no")
+        lines.append(f"| {ARMS[arm].label} | {len(summary['seeds'][arm])} | {_pm(a['initial_acc'])} "
+                     f"| {_pm(a['final_acc'])} | {' | '.join(versus)} |")
+    met = goal["met_by"]
+    lines += ["", "Goal met by: " + (", ".join(ARMS[arm].label for arm in met) if met else
+                                     "no RPO setting (see the frontier for how close each came).")]
+    lines += ["", "Frontier (sorted by generated tokens; final accuracy with its 95% interval):", "",
+              "| arm | tokens / full | wall-clock / full | final acc [95% CI] | lower end of final - full |",
+              "|---|---:|---:|---|---:|"]
+    for point in summary["frontier"]:
+        interval = "" if point["final_acc_low"] is None else \
+            f" [{point['final_acc_low']:.3f}, {point['final_acc_high']:.3f}]"
+        low = "(baseline)" if point["arm"] == "full" else (
+            "n/a" if point["diff_low"] is None else f"{point['diff_low']:+.3f}")
+        lines.append(f"| {ARMS[point['arm']].label} | {_ratio(point['token_share'])} | {_ratio(point['wall_share'])} "
+                     f"| {point['final_acc']:.3f}{interval} | {low} |")
     diag_names = [m for m in DIAGNOSTIC_METRICS if any(m in summary["arms"][arm]["diagnostics"] for arm in names)]
     if diag_names:
         lines += ["", "Diagnostics, mean over training steps (mean ± std over seeds):", "",
@@ -78,15 +110,16 @@ def markdown_summary(summary: dict[str, Any], settings: dict[str, Any]) -> str:
         lines.append(f"Null: RPO path without reuse - full = {null['final_acc_diff']:+.3f} (must be within "
                      f"{null['tolerance']:.3f}): {'holds' if null['holds'] else 'DOES NOT HOLD'}.")
     noise = summary["start_validations"]
-    lines += ["", f"Validation noise: the start model, validated once by each of the {len(names) * len(seeds)} runs, "
-              f"scored {_pm(noise)}.",
-              "", "Final accuracy per seed (every arm starts from the same model):", "",
-              "| seed | start acc | " + " | ".join(ARMS[arm].label for arm in names) + " |",
-              "|---:|---:|" + "---:|" * len(names)]
-    for seed in seeds:
-        runs_of_seed = [summary["arms"][arm]["per_seed"][seed] for arm in names]
-        lines.append(f"| {seed} | {runs_of_seed[0]['initial_acc']:.3f} | "
-                     + " | ".join(f"{run['final_acc']:.3f}" for run in runs_of_seed) + " |")
+    lines += ["", f"Validation noise: the start model, validated once by each of the {runs} runs, scored "
+              f"{_pm(noise)}; one validation's sampling std is at most sqrt(0.25 / {samples}) = "
+              f"{(0.25 / samples) ** 0.5:.4f} ({settings['val_samples']} samples x {settings['val_prompts']} prompts).",
+              "", "Final accuracy per seed (every arm starts from the same model; blank: not run):", "",
+              "| seed | " + " | ".join(ARMS[arm].label for arm in names) + " |",
+              "|---:|" + "---:|" * len(names)]
+    for seed in all_seeds:
+        cells = [summary["arms"][arm]["per_seed"].get(seed) for arm in names]
+        lines.append(f"| {seed} | " + " | ".join("" if cell is None else f"{cell['final_acc']:.3f}" for cell in cells)
+                     + " |")
     return "\n".join(lines)
 
 
@@ -95,9 +128,38 @@ def plot_curves(runs: dict[str, dict[int, list[dict]]], summary: dict[str, Any],
     """Accuracy against ``x_field`` with the compare tool's plot: each seed thin, the mean over seeds thick with a
     min-max band, in the arms' colours."""
     seeds = summary["seeds"]
-    curves = {arm: [runs[arm][seed] for seed in seeds] for arm in summary["arms"]}
-    styles = {arm: (f"{ARMS[arm].label} (mean of {len(seeds)} seeds)", ARMS[arm].color) for arm in summary["arms"]}
+    curves = {arm: [runs[arm][seed] for seed in seeds[arm]] for arm in summary["arms"]}
+    styles = {arm: (f"{ARMS[arm].label} (mean of {len(seeds[arm])} seeds)", ARMS[arm].color)
+              for arm in summary["arms"]}
     plot_accuracy(curves, styles, x_field, x_label, y_label, out_path, title)
+
+
+def plot_frontier(summary: dict[str, Any], y_label: str, out_path: Path, title: str) -> None:
+    """Final accuracy (95% interval) against the generated-token share and against the wall-clock share, one point
+    per arm, with the full path's mean and the non-inferiority margin below it drawn across."""
+    plt = headless_pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.8), dpi=110, sharey=True)
+    full = next(point for point in summary["frontier"] if point["arm"] == "full")
+    for ax, field, label in ((axes[0], "token_share", "generated tokens / full path's"),
+                             (axes[1], "wall_share", "training wall-clock / full path's")):
+        for point in summary["frontier"]:
+            if point[field] is None:
+                continue
+            low, high = point["final_acc_low"], point["final_acc_high"]
+            yerr = None if low is None else [[point["final_acc"] - low], [high - point["final_acc"]]]
+            ax.errorbar(point[field], point["final_acc"], yerr=yerr, fmt="o", capsize=3,
+                        color=ARMS[point["arm"]].color, label=f"{ARMS[point['arm']].label} ({point['runs']} runs)")
+        ax.axhline(full["final_acc"], color="tab:blue", linewidth=0.8, linestyle="--")
+        ax.axhline(full["final_acc"] - summary["goal"]["margin"], color="tab:red", linewidth=0.8, linestyle=":")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].axvline(summary["goal"]["token_share"], color="tab:red", linewidth=0.8, linestyle=":")
+    axes[0].set_ylabel(f"final {y_label}")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out_path)
+    plt.close(fig)
 
 
 # The per-step diagnostics drawn in diagnostics.png, one panel each.
@@ -149,7 +211,7 @@ def write_report(out: Path, details: dict[str, dict[int, dict]], settings: dict[
         "runs": {arm: {str(seed): details[arm][seed] for seed in runs[arm]} for arm in runs},
     }
     (out / "curves.json").write_text(json.dumps(result, indent=2) + "\n")
-    subtitle = f"tiny Qwen2 on CPU, {len(summary['seeds'])} seeds, {settings['steps']} steps"
+    subtitle = f"tiny Qwen2 on CPU, {summary['model']['runs']} runs, {settings['steps']} steps"
     y_label = val_metric_label(settings)
     plot_curves(
         runs,
@@ -170,6 +232,8 @@ def write_report(out: Path, details: dict[str, dict[int, dict]], settings: dict[
         f"Accuracy vs generated tokens ({subtitle})",
     )
     plot_diagnostics(details, out / "diagnostics.png", f"Per-step diagnostics, mean over seeds ({subtitle})")
+    plot_frontier(summary, y_label, out / "frontier.png",
+                  f"Accuracy-cost frontier: final accuracy (95% interval) per arm ({subtitle})")
     reused = settings["warmup"]["reused"]
     footer = (
         f"Whole experiment (warm-up {'reused' if reused else 'included'}, every run's process time): "

@@ -88,7 +88,8 @@ def rl_overrides(args: argparse.Namespace, arm: str, seed: int, run_dir: Path, m
         f"trainer.experiment_name={arm}_seed{seed}",
         f"trainer.default_local_dir={run_dir / 'checkpoints'}",
         "+ray_kwargs.ray_init.include_dashboard=false",
-        *(override.format(suffix_budget=args.suffix_budget) for override in ARMS[arm].overrides),
+        *(override.format(suffix_budget=args.suffix_budget, response_length=args.response_length)
+          for override in ARMS[arm].overrides),
         *args.overrides,
     ]
 
