@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Does RPO learn? The learning testbed's command line; the logic is the package :mod:`verl_ext.experiments.learning`.
 
-    python scripts/learning_experiment.py [--arms full rpo rpo_null ...] [--seeds 0 1 2] [--resume] [--replot]
+    python scripts/learning_experiment.py [--arms full rpo adaptive ...] [--seeds 0 1 2 3 4] [--resume] [--replot]
 """
 
 import sys

@@ -303,3 +303,10 @@ def test_the_instrument_checks_report_power_and_the_null_arm():
     assert "Power: the full path gained +0.210 ± 0.010" in text and ": holds." in text
     assert "Null: RPO path without reuse - full = +0.090 (must be within 0.030): DOES NOT HOLD." in text
     assert set(comparison.summarize({"full": runs["full"]})["checks"]) == {"power"}
+
+
+def test_runs_start_in_the_checkout_and_write_its_evidence_folder():
+    """The trainer runs from the checkout the experiment was started from (its recipe, its verl_ext), and the
+    results land in its committed evidence folder."""
+    assert (runner.REPO_ROOT / "recipe" / "rpo" / "main_rpo.py").is_file()
+    assert cli.DEFAULT_OUT == runner.REPO_ROOT / "docs" / "evidence" / "learning" and cli.DEFAULT_OUT.is_dir()

@@ -26,7 +26,7 @@ from verl_ext.experiments.learning.arms import ARMS
 from verl_ext.experiments.learning.curves import diagnostic_steps, run_diagnostics
 from verl_ext.experiments.learning.testbed import PROMPT_LENGTH, TESTBED_BUILD, TESTBED_WARMUP
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 RUN_RECORD = "run.json"
 # ``--reward``: accuracy alone, or the paper's accuracy + format + cosine length (verl_ext.rewards, 1:1:1).
 REWARD_OVERRIDES = {
