@@ -4,8 +4,10 @@ The recipe in ``recipe/rpo/`` (``main_rpo.py``, ``RayRPOTrainer``) runs a traini
 
 * ``config``: every ``rpo.*`` option as verl config dataclasses (``RPOConfig``), and the checks of what RPO supports.
 * ``verl_compat``: every private verl name the project uses, checked by name and signature against verl 0.9.1.
-* ``cache``: the experience cache (store, prompt keys, replacement policies, checkpoint files, offline build).
-* ``rollout``: cut policies, cold-start policies, ``PartialRollout``, the ``rpo_agent`` agent loop, verified cuts.
+* ``cache``: the experience cache (store, prompt keys, replacement policies, healing, checkpoint files, offline
+  build).
+* ``rollout``: cut policies (the adaptive one and the run's token budget among them), cold-start policies,
+  ``PartialRollout``, the ``rpo_agent`` agent loop, verified cuts.
 * ``rewards``: ``compute_score`` (accuracy + format + cosine length), verl's custom reward function.
 * ``training``: per-step ``rpo/*`` metrics, the DAPO group filter, start-up data and topology checks.
 * ``shared_prefix``: rank balancing, micro-batches and ``SharedPrefixFSDPEngine`` computing each group's shared part

@@ -23,7 +23,8 @@ STEP_TIME = STEP_TIME_METRIC
 # Metrics every compared run must log at each common training step, with what the report calls them.
 COST_METRICS = {TOKENS: "generated tokens", ROLLOUT_TIME: "rollout time (s)", STEP_TIME: "step time (s)"}
 RESPONSE_LENGTH = "response_length/mean"
-RPO_DIAGNOSTICS = ("rpo/cache_hit_rate", "rpo/no_signal_group_frac", "rpo/suffix_len_mean")
+RPO_DIAGNOSTICS = ("rpo/cache_hit_rate", "rpo/no_signal_group_frac", "rpo/mixed_group_frac", "rpo/cut_depth_mean",
+                   "rpo/suffix_len_mean")
 TRAINING_STEP = "training/global_step"
 
 

@@ -324,7 +324,7 @@ class PartialRollout:
                 cut_state=(None if old is None else old.cut_state) if update is None else update(
                     None if old is None else old.cut_state, outcome, self.config.truncation),
                 last_right_frac=outcome.right / outcome.size,
-                reuses=(old.reuses if choice is None else (old.reuses + 1 if kept_prefix else 0)) if old else 0,
+                reuses=(old.reuses + 1 if choice is None or kept_prefix else 0) if old else 0,
                 others=[answer for i, answer in answers.items() if choice is None or i != group[choice]],
                 keep_counterpart=self.config.cache.keep_counterpart,
                 rng=self.rng,

@@ -11,9 +11,9 @@ from verl_ext.compare.file_logger import metrics_by_step
 # Per-step metrics that explain a difference between arms (means over a run's training steps).
 # ``critic/score/mean`` is the training reward (with the accuracy reward: the accuracy on the training prompts, RPO's
 # answers counted with their cached prefixes), ``actor/entropy`` the policy's mean token entropy on its batch.
-DIAGNOSTIC_METRICS = ("rpo/no_signal_group_frac", "rpo/cached_acc_frac", "rpo/cached_len_mean",
-                      "rpo/cache_staleness_mean", "response_length/mean", "rpo/suffix_len_mean",
-                      "rpo/verify_accept_rate", "critic/score/mean", "actor/entropy")
+DIAGNOSTIC_METRICS = ("rpo/no_signal_group_frac", "rpo/mixed_group_frac", "rpo/cut_depth_mean", "rpo/cached_acc_frac",
+                      "rpo/cached_len_mean", "response_length/mean", "rpo/suffix_len_mean", "rpo/verify_accept_rate",
+                      "rpo/refresh_count", "rpo/counterpart_cut_frac", "critic/score/mean", "actor/entropy")
 
 
 def diagnostic_steps(metric_lines: Iterable[dict]) -> dict[str, list[list[float]]]:

@@ -163,8 +163,7 @@ def plot_frontier(summary: dict[str, Any], y_label: str, out_path: Path, title: 
 
 
 # The per-step diagnostics drawn in diagnostics.png, one panel each.
-PLOTTED_DIAGNOSTICS = ("critic/score/mean", "rpo/no_signal_group_frac", "rpo/cached_acc_frac",
-                       "rpo/cache_staleness_mean")
+PLOTTED_DIAGNOSTICS = ("critic/score/mean", "rpo/no_signal_group_frac", "rpo/cached_acc_frac", "rpo/cut_depth_mean")
 
 
 def plot_diagnostics(details: dict[str, dict[int, dict]], out_path: Path, title: str) -> None:
