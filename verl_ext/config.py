@@ -10,7 +10,7 @@ in recipe/rpo/README.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Mapping, Optional, get_args
 
 import numpy as np
@@ -56,6 +56,10 @@ VERIFY_LENIENCE = float(np.exp(0.5))
 """SPEC-RL's lenience for GRPO (e^0.3 for PPO, e^0.15 for DAPO)."""
 
 
+ADAPTIVE_ONLY = ("depth_init", "depth_min", "depth_factor")
+"""``rpo.truncation`` options that only the adaptive cut reads."""
+
+
 @dataclass(kw_only=True)
 class TruncationConfig(BaseConfig):
     """``rpo.truncation`` in the recipe config (read with verl's ``omega_conf_to_dataclass``); see
@@ -84,8 +88,8 @@ class TruncationConfig(BaseConfig):
     depth_factor: float = 2.0
     """Adaptive only: a group that scored all alike multiplies or divides its prompt's depth by this."""
     token_share: Optional[float] = None
-    """Policies that honour a budget (adaptive): the run generates at most this share of the full path's estimated
-    tokens (``verl_ext/rollout/token_budget.py``); None: no budget."""
+    """Policies that honour a budget (adaptive): the run steers its generated tokens toward at most this share of the
+    full path's estimate (a target, not a bound: ``verl_ext/rollout/token_budget.py``); None: no budget."""
 
     def __post_init__(self) -> None:
         get_cut_policy(self.mode)
@@ -108,6 +112,10 @@ class TruncationConfig(BaseConfig):
                 "rpo.truncation: need 0 < depth_min <= depth_init <= 1 and depth_factor > 1, got depth_min="
                 f"{self.depth_min!r}, depth_init={self.depth_init!r}, depth_factor={self.depth_factor!r}"
             )
+        changed = [f.name for f in fields(self) if f.name in ADAPTIVE_ONLY and getattr(self, f.name) != f.default]
+        if changed and self.mode != "adaptive":
+            raise ValueError(f"rpo.truncation.{changed[0]} has no effect in mode {self.mode!r}; it sets the "
+                             "adaptive cut: leave it at its default or use mode 'adaptive'")
         if self.token_share is not None:
             if isinstance(self.token_share, bool) or not isinstance(self.token_share, (int, float)) \
                     or not 0.0 < self.token_share <= 1.0:

@@ -155,6 +155,9 @@ def test_heal_counterpart_is_cut_with_its_probability():
     share = np.mean([cut is wrong for cut in chosen[:2000]])
     assert 0.26 < share < 0.34
     assert chosen[2000] is entries[2000] and chosen[2001] is None
+    # An answer refreshed this visit is always cut itself: its counterpart is the stale answer it replaced.
+    always = CacheConfig(keep_counterpart=True, counterpart_prob=1.0)
+    assert answers_to_cut(entries[:3], always, rng, fresh={1}) == [wrong, entries[1], wrong]
 
 
 def test_heal_successor_keeps_the_latest_answer_of_the_other_correctness():

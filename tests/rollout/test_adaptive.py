@@ -47,6 +47,12 @@ def test_adaptive_update_all_wrong_moves_by_the_correctness_of_the_kept_prefix()
     assert depth_after(0.25, 0, cut_answer_right=None) == 0.5
 
 
+def test_adaptive_update_reads_a_numpy_flag_as_a_plain_one():
+    # The flag comes from an object column of the batch and may be a numpy bool.
+    assert float(update_depth(np.array([0.25]), GroupOutcome(0, 8, np.True_), ADAPTIVE)[0]) == 0.125
+    assert float(update_depth(np.array([0.25]), GroupOutcome(0, 8, np.False_), ADAPTIVE)[0]) == 0.5
+
+
 def test_adaptive_update_stays_within_depth_min_and_one():
     assert depth_after(0.75, 8) == 1.0
     assert depth_after(0.03, 0, cut_answer_right=True) == ADAPTIVE.depth_min
@@ -139,6 +145,8 @@ def test_adaptive_config_is_checked_at_start_up():
         load_rpo_config({"truncation": {"mode": "adaptive", "depth_init": 0.01}})
     with pytest.raises(ValueError, match="depth_factor > 1"):
         load_rpo_config({"truncation": {"mode": "adaptive", "depth_factor": 1.0}})
+    with pytest.raises(ValueError, match="depth_factor has no effect in mode 'uniform'"):
+        load_rpo_config({"truncation": {"mode": "uniform", "depth_factor": 3.0}})
 
 
 # ---------------------------------------------------------------- the token budget
@@ -152,7 +160,7 @@ def test_adaptive_budget_allows_what_keeps_the_run_within_its_share():
     assert budget.allowance(step_full_estimate=3200, step_generated=400, group_size=8) == pytest.approx(50)
     budget.record(generated=800, full_estimate=3200, planned=800, suffix=800)
     assert budget.spent_share == 0.25 and budget.overrun == 1.0
-    # Suffixes that ran twice as long as planned halve the next allowance.
+    # Suffixes that ran twice as long as planned: the run's overrun becomes 1.5, shrinking the next allowance.
     budget.record(generated=1600, full_estimate=3200, planned=800, suffix=1600)
     assert budget.overrun == 1.5
     assert budget.allowance(step_full_estimate=3200, step_generated=0, group_size=8) == pytest.approx(
@@ -184,3 +192,25 @@ def test_adaptive_budget_state_round_trip_takes_the_configured_share():
         TokenBudget.from_state_dict({"generated": 1.0}, 0.3)
     with pytest.raises(ValueError, match="token_share"):
         TokenBudget(0.0)
+
+
+def test_adaptive_budget_counts_a_calls_cuts_and_its_uncut_prompts():
+    budget = TokenBudget(0.25)
+    # Two answers of 100 tokens to cut and one prompt without an answer (a full_group cold start, G full rollouts
+    # expected at R = 200 tokens each, generated and estimated alike), G = 4, 50 tokens already seeded this call.
+    allowance = budget.call_allowance(cut_lengths=[100, 100], uncut_prompts=1, group_size=4, response_length=200,
+                                      step_generated=50)
+    # Room: 0.25 x (800 full-path tokens for the cuts + 800 for the uncut rows) - 50 seeded - 800 uncut < 0.
+    assert allowance == 0.0
+    assert budget.call_allowance(cut_lengths=[100, 100], uncut_prompts=0, group_size=4, response_length=200,
+                                 step_generated=0) == pytest.approx(50)
+    budget.record_call(cut_lengths=[100, 100], regenerated=[10, 30], cut_suffix_tokens=150, uncut_tokens=700,
+                       step_generated=50, group_size=4)
+    assert budget.state_dict() == {"generated": 900, "full_estimate": 1500, "planned": 160, "suffix": 150}
+
+
+def test_adaptive_budget_overrun_has_a_floor():
+    """Suffixes that all stopped at once (0 tokens for a planned 100) cannot make the allowance infinite."""
+    budget = TokenBudget(0.5, generated=0, full_estimate=1000, planned=100, suffix=0)
+    assert budget.overrun == pytest.approx(0.05)
+    assert budget.allowance(step_full_estimate=1000, step_generated=0, group_size=2) == pytest.approx(1000 / 2 / 0.05)

@@ -325,8 +325,12 @@ def test_verified_current_logprobs_pass_takes_the_packed_path_with_each_row_its_
 # ---------------------------------------------------------------- adaptive depth and a cache that heals
 
 
+WRONG_TOKEN = 9
+
+
 class GradedManager(ScriptedManager):
-    """The scripted manager, with each row's accuracy given by ``right(row)`` of the call (G rows per prompt)."""
+    """The scripted manager, with each row's accuracy given by ``right(row)`` of the call (G rows per prompt); a
+    wrong row's suffix is made of ``WRONG_TOKEN`` instead, so right and wrong answers differ in their tokens."""
 
     def __init__(self, right) -> None:
         super().__init__()
@@ -334,7 +338,13 @@ class GradedManager(ScriptedManager):
 
     def generate_sequences(self, batch: DataProto) -> DataProto:
         output = super().generate_sequences(batch)
-        output.non_tensor_batch["acc"] = objects([self.right(row) for row in range(len(batch))])
+        right = [self.right(row) for row in range(len(batch))]
+        responses = output.batch["responses"]
+        for row, prefix_len in enumerate(output.non_tensor_batch[OUT_PREFIX_LEN]):
+            if not right[row]:
+                suffix = responses[row, int(prefix_len):]
+                suffix[suffix == SUFFIX_TOKEN] = WRONG_TOKEN
+        output.non_tensor_batch["acc"] = objects(right)
         return output
 
 
@@ -407,6 +417,7 @@ def test_heal_counterpart_is_kept_and_a_later_visit_cuts_from_it():
     scored_step(partial, GradedManager(lambda row: row == 0), [0], 1, RolloutRows())
     stored = partial.cache.get("src:0")
     assert stored.counterpart is not None and stored.acc != stored.counterpart.acc
+    assert not np.array_equal(stored.response_ids, stored.counterpart.response_ids)
     manager, rows = ScriptedManager(), RolloutRows()
     scored_step(partial, manager, [0], 2, rows)
     prefix = manager.requests[-1].non_tensor_batch[PREFIX_IDS][0]
@@ -441,3 +452,22 @@ def test_adaptive_budget_and_rng_round_trip_through_a_checkpoint(tmp_path):
         assert [np.asarray(v).tolist() for v in original_next.requests[-1].non_tensor_batch[name]] == \
             [np.asarray(v).tolist() for v in restored_next.requests[-1].non_tensor_batch[name]]
     assert restored.cache == partial.cache and restored.token_budget == partial.token_budget
+
+
+def test_adaptive_groups_are_scored_also_when_the_cache_is_kept_fixed():
+    """rpo.cache.update=false keeps every entry and its state as it is, and the step still reports its mixed groups."""
+    partial, _ = rollout({0: entry(LONG, None), 1: entry(LONG, None)}, cache={"update": False}, **ADAPTIVE)
+    rows = RolloutRows()
+    scored_step(partial, GradedManager(lambda row: row == 0), [0, 1], 1, rows)
+    assert rows.group_right_fracs == [0.5, 0.0]
+    assert partial.cache.get("src:0").cut_state is None and partial.cache.get("src:0").step == 0
+
+
+def test_adaptive_cut_answer_without_accuracy_counts_as_right_by_its_score():
+    """A reward without ``acc``: the cut answer's correctness, which moves the depth, is its score's sign."""
+    scored = CacheEntry(response_ids=np.array(LONG, np.int32), logprobs=None, score=1.0, acc=None, step=0,
+                        source="seed", finished=True)
+    partial, manager = rollout({0: scored}, **ADAPTIVE)
+    batch = prompt_batch([0])
+    partial.generate(manager, batch, batch, step=1, rows=RolloutRows())
+    assert batch.non_tensor_batch["rpo_cut_answer_right"].tolist() == [True]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from verl_ext.cache.atomic import write_atomically
 from verl_ext.cache.keys import KeyMode
 from verl_ext.cache.store import ExperienceCache
+from verl_ext.rollout.token_budget import TokenBudget
 
 if TYPE_CHECKING:
     from verl_ext.rollout.partial import PartialRollout
@@ -47,8 +48,6 @@ def rollout_state(partial_rollout: PartialRollout, global_step: int) -> dict[str
 def restore_rollout_state(partial_rollout: PartialRollout, state: dict[str, Any], step_dir: str) -> None:
     """Put :func:`rollout_state`'s RNG and token budget back; a checkpoint saved without a budget (an older one, or
     a run that had none) leaves the configured budget starting from zero, with a warning."""
-    from verl_ext.rollout.token_budget import TokenBudget
-
     if "rng" in state:
         partial_rollout.rng.bit_generator.state = state["rng"]
     budget = partial_rollout.token_budget

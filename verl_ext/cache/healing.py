@@ -17,7 +17,7 @@ to the prompt, so a new answer inherits them through :func:`successor`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Optional
 
@@ -43,15 +43,18 @@ def refresh_due(entries: Sequence[Optional[CacheEntry]], cfg: CacheConfig, rng: 
     return due
 
 
-def answers_to_cut(entries: Sequence[Optional[CacheEntry]], cfg: CacheConfig,
-                   rng: np.random.Generator) -> list[Optional[CacheEntry]]:
+def answers_to_cut(entries: Sequence[Optional[CacheEntry]], cfg: CacheConfig, rng: np.random.Generator,
+                   fresh: Collection[int] = ()) -> list[Optional[CacheEntry]]:
     """Per prompt, the answer this visit cuts: the entry's own, or with ``keep_counterpart`` its counterpart with
-    probability ``counterpart_prob`` when it has one. Draws one uniform per entry only with ``keep_counterpart``."""
+    probability ``counterpart_prob`` when it has one. Positions in ``fresh`` (answers refreshed this visit) always
+    cut their new answer, which the visit paid a full generation for. Draws one uniform per entry, only with
+    ``keep_counterpart``."""
     if not cfg.keep_counterpart:
         return list(entries)
     draws = rng.random(len(entries))
     return [entry.counterpart if entry is not None and entry.counterpart is not None and draw < cfg.counterpart_prob
-            else entry for entry, draw in zip(entries, draws, strict=True)]
+            and position not in fresh else entry
+            for position, (entry, draw) in enumerate(zip(entries, draws, strict=True))]
 
 
 def answer_only(entry: CacheEntry) -> CacheEntry:

@@ -24,7 +24,7 @@ column                    type                         meaning
 ``source``                string                       ``seed`` | ``rpo`` | ``offline``
 ``finished``              bool                         the answer ended with EOS (not cut by the budget)
 ``cut_state``             list<float64>, nullable      the cut policy's per-prompt state (primary rows only)
-``reuses``                int32                        RPO steps since the answer was last generated in full
+``reuses``                int32                        RPO visits since the prompt's last full answer
 ``last_right_frac``       float32, nullable            share of right answers in the prompt's last group
 ========================  ===========================  =====================================================
 
@@ -121,8 +121,9 @@ class CacheEntry:
     """The cut policy's per-prompt state (read-only float64; ``verl_ext/rollout/truncation.py``), None until a stateful
     policy first updates it. It belongs to the prompt: a new answer of the prompt carries it on."""
     reuses: int = 0
-    """RPO steps since the answer was last generated in full: 0 for a seed, offline or refreshed answer; an answer that
-    kept a cached prefix counts its predecessor's reuses plus one."""
+    """The prompt's RPO visits since it last got an answer generated in full: 0 after a seed, offline or refreshed
+    answer (or a visit that regenerated the whole answer); each visit that kept a cached prefix (of the entry's
+    answer or of its counterpart) adds one."""
     last_right_frac: float | None = None
     """The share of right answers in the group of the prompt's last RPO visit (None before one, or without accuracy)."""
     counterpart: CacheEntry | None = None

@@ -5,9 +5,10 @@ Why: the tail cut regenerates the last few lines of an answer and never the rest
 makes every suffix of the group wrong, a clean prefix makes nearly all of them right, and in both cases the group
 scores all alike and carries no gradient (the learning testbed's diagnostics: 87% of tail-cut groups against 7% on
 the full path, ``docs/evidence/learning/summary.md``). A group carries the most signal when about half its answers are
-right. With a per-line error rate ``e`` and ``m`` regenerated lines after a right prefix, all G succeed with
-probability ``(1 - e)^m``; a depth that adapts per prompt finds the ``m`` where the group is mixed instead of fixing
-it for every prompt. The rule follows the adaptive-prefix literature (AdaBack, arXiv 2506.18110, moves each sample's
+right. With a per-line error rate ``e`` and ``m`` regenerated lines after a right prefix, each answer succeeds with
+probability ``p = (1 - e)^m`` and the group is mixed with probability ``1 - p^G - (1 - p)^G``, highest at ``p = 1/2``;
+a depth that adapts per prompt looks for the ``m`` where the group is mixed instead of fixing it for every prompt.
+The rule follows the adaptive-prefix literature (AdaBack, arXiv 2506.18110, moves each sample's
 prefix fraction by its reward; R3, arXiv 2402.05808, moves the start point from the end of a trace toward its start)
 and SPEC-RL's finding (arXiv 2509.23232) that the cut point decides whether partial regeneration keeps accuracy.
 
@@ -16,8 +17,8 @@ entry (``CacheEntry.cut_state``, saved with checkpoints) and starting at ``depth
 
 Cut: the visit regenerates ``f = d * depth_factor ** u`` of the answer, ``u ~ U(-1/2, 1/2)`` (neighbouring depths are
 tried, within a factor ``sqrt(depth_factor)`` either way), i.e. ``r = clip(ceil(f * L), 1, L)`` tokens of an answer of
-``L``; the prefix keeps ``L - r`` tokens and the suffix may run ``r + max_new_tokens`` tokens (capped by the response
-length), so that an answer cut early can be finished and can grow. A run-level token budget
+``L``; the prefix keeps ``L - r`` tokens and the suffix may run ``r + max_new_tokens`` tokens (plus ``slack``, capped
+by the response length), so that an answer cut early can be finished and can grow. A run-level token budget
 (``rpo.truncation.token_share``, ``verl_ext/rollout/token_budget.py``) sets how many regenerated tokens the step may
 plan; when the drawn ``r`` sum to more, every ``r`` is scaled down by the same factor (at least one token each).
 
@@ -55,7 +56,7 @@ def update_depth(state: Optional[np.ndarray], outcome: GroupOutcome, cfg: Trunca
     depth = depth_of(state, cfg)
     if outcome.mixed:
         new_depth = depth
-    elif outcome.right == outcome.size or outcome.cut_answer_right is not True:
+    elif outcome.right == outcome.size or not outcome.cut_answer_right:
         new_depth = depth * cfg.depth_factor
     else:
         new_depth = depth / cfg.depth_factor
@@ -78,7 +79,8 @@ def adaptive_cut(answers: CachedAnswers, cfg: TruncationConfig, rng: np.random.G
     """Regenerate about each prompt's depth of its answer (jittered within ``sqrt(depth_factor)``), within the
     budget's allowance; the suffix may run what was cut plus ``max_new_tokens``."""
     lengths = answers.lengths
-    depths = np.array([depth_of(state, cfg) for state in answers.states], dtype=np.float64)
+    states = answers.states if answers.states is not None else (None,) * len(lengths)
+    depths = np.array([depth_of(state, cfg) for state in states], dtype=np.float64)
     fractions = depths * cfg.depth_factor ** rng.uniform(-0.5, 0.5, size=lengths.shape)
     regenerated = np.clip(np.ceil(np.minimum(fractions, 1.0) * lengths), np.minimum(lengths, 1), lengths)
     regenerated = within_allowance(regenerated.astype(np.int64), answers.allowance)

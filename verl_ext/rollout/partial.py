@@ -82,6 +82,12 @@ def sequence_scores(output: DataProto) -> np.ndarray:
     return output.batch[key].sum(-1).float().cpu().numpy()
 
 
+def right_answer(acc: Optional[bool], score: float) -> bool:
+    """Whether an answer counts as right for the cut policies' updates and the healing options: the reward's
+    accuracy where it reports one, else a positive score."""
+    return bool(acc) if acc is not None else score > 0
+
+
 def accuracies(output: DataProto) -> Optional[list[Optional[bool]]]:
     if "acc" not in output.non_tensor_batch:
         return None
@@ -223,7 +229,7 @@ class PartialRollout:
                             self.config.cache, self.rng)
         if stale:
             self._seed(manager, gen_batch, keys, stale, step, rows, refresh=True)
-        answers = answers_to_cut([self.cache.get(key) for key in keys], self.config.cache, self.rng)
+        answers = answers_to_cut([self.cache.get(key) for key in keys], self.config.cache, self.rng, fresh=set(stale))
         rows.counterpart_cuts += sum(answer is not None and answer is not self.cache.get(key)
                                      for key, answer in zip(keys, answers, strict=True))
         cuts = self._cuts(keys, answers, gen_batch, rows, rows.seed_tokens - generated_before)
@@ -243,7 +249,7 @@ class PartialRollout:
         batch.non_tensor_batch[HIT_COLUMN] = hit
         batch.non_tensor_batch[STALENESS_COLUMN] = staleness
         batch.non_tensor_batch[CUT_ANSWER_RIGHT_COLUMN] = _object_array(
-            [None if answer is None else answer.acc for answer in answers]
+            [None if answer is None else right_answer(answer.acc, answer.score) for answer in answers]
         )
 
         output = manager.generate_sequences(gen_batch.repeat(repeat_times=self.group_size, interleave=True))
@@ -259,18 +265,17 @@ class PartialRollout:
 
     def _record_budget(self, answers: list[Optional[CacheEntry]], prefixes: list[np.ndarray], suffix_lens: np.ndarray,
                        step_generated: int) -> None:
-        """Count one generation call into the token budget (``verl_ext/rollout/token_budget.py``); a prompt that had
-        no answer to cut (a ``full_group`` cold start) counts its full rollouts as both generated and estimated."""
+        """Count one generation call into the token budget (``verl_ext/rollout/token_budget.py``)."""
         per_prompt = suffix_lens.reshape(len(answers), self.group_size).sum(axis=1)
-        cut = np.array([answer is not None for answer in answers], dtype=bool)
-        lengths = np.array([min(len(answer.response_ids), self.response_length) if answer is not None else 0
-                            for answer in answers], dtype=np.float64)
-        regenerated = lengths - np.array([len(prefix) for prefix in prefixes], dtype=np.float64)
-        self.token_budget.record(
-            generated=float(step_generated + suffix_lens.sum()),
-            full_estimate=float(self.group_size * lengths[cut].sum() + per_prompt[~cut].sum()),
-            planned=float(self.group_size * regenerated[cut].sum()),
-            suffix=float(per_prompt[cut].sum()),
+        cut = [i for i, answer in enumerate(answers) if answer is not None]
+        lengths = [min(len(answers[i].response_ids), self.response_length) for i in cut]
+        self.token_budget.record_call(
+            cut_lengths=lengths,
+            regenerated=[length - len(prefixes[i]) for i, length in zip(cut, lengths, strict=True)],
+            cut_suffix_tokens=float(per_prompt[cut].sum()),
+            uncut_tokens=float(per_prompt.sum() - per_prompt[cut].sum()),
+            step_generated=float(step_generated),
+            group_size=self.group_size,
         )
 
     def update_cache(self, batch: DataProto, step: int, rows: Optional[RolloutRows] = None) -> int:
@@ -279,15 +284,24 @@ class PartialRollout:
         written; a group whose replacement rule keeps the old answer still updates the prompt's state.
 
         Called after rewards, before any DAPO filter: a group whose answers all scored the same still refreshes
-        its entry. ``rows``: the step's rollout record, which gets each group's right share."""
-        if not self.config.cache.update:
-            return 0
+        its entry. ``rows``: the step's rollout record, which gets each group's right share (also with
+        ``rpo.cache.update=false``, which keeps every entry, its per-prompt state included, as it is). Two groups of
+        one batch with the same key (a prompt drawn twice) each start from the same old entry, and the last one
+        written stays, as for the answers themselves."""
         keys = batch.non_tensor_batch[KEY_COLUMN]
-        uids = batch.non_tensor_batch["uid"]
         scores = sequence_scores(batch)
         accs = accuracies(batch)
-        # Right: the reward's accuracy where it reports one, else a positive score.
-        right = [bool(scores[i] > 0) if accs is None or accs[i] is None else accs[i] for i in range(len(batch))]
+        right = [right_answer(accs[i] if accs is not None else None, float(scores[i])) for i in range(len(batch))]
+        members: dict[Any, list[int]] = {}
+        for row, uid in enumerate(batch.non_tensor_batch["uid"]):
+            members.setdefault(uid, []).append(row)
+        outcomes = [GroupOutcome(right=sum(right[i] for i in group), size=len(group),
+                                 cut_answer_right=batch.non_tensor_batch[CUT_ANSWER_RIGHT_COLUMN][group[0]])
+                    for group in members.values()]
+        if rows is not None:
+            rows.group_right_fracs.extend(outcome.right / outcome.size for outcome in outcomes)
+        if not self.config.cache.update:
+            return 0
         responses = response_ids(batch)
         prefix_lens = np.asarray(batch.non_tensor_batch[OUT_PREFIX_LEN], dtype=np.int64)
         logprobs = response_logprobs(batch) if self.config.cache.store_logprobs else [None] * len(batch)
@@ -295,19 +309,12 @@ class PartialRollout:
         real = batch.non_tensor_batch[PREFIX_LOGPROBS_REAL_COLUMN]
         logprobs = [values if bool(is_real) else None for values, is_real in zip(logprobs, real, strict=True)]
         update = state_update(self.config.truncation.mode)
-        members: dict[Any, list[int]] = {}
-        for row, uid in enumerate(uids):
-            members.setdefault(uid, []).append(row)
         written_keys: list[str] = []
         entries: list[CacheEntry] = []
         written = 0
-        for group in members.values():
-            key, first = str(keys[group[0]]), group[0]
+        for group, outcome in zip(members.values(), outcomes, strict=True):
+            key = str(keys[group[0]])
             old = self.cache.get(key)
-            outcome = GroupOutcome(right=sum(right[i] for i in group), size=len(group),
-                                   cut_answer_right=batch.non_tensor_batch[CUT_ANSWER_RIGHT_COLUMN][first])
-            if rows is not None:
-                rows.group_right_fracs.append(outcome.right / outcome.size)
             choice = choose_replacement(
                 [float(scores[i]) for i in group],
                 None if accs is None else [accs[i] for i in group],
@@ -400,11 +407,14 @@ class PartialRollout:
         """The regenerated tokens the token budget allows this call's cuts (None without a budget)."""
         if self.token_budget is None:
             return None
-        cut_lengths = [min(length, self.response_length)
-                       for length, answer in zip(lengths, answers, strict=True) if answer is not None]
-        step_full = self.group_size * sum(cut_lengths)
-        return self.token_budget.allowance(step_full_estimate=step_full, step_generated=step_generated,
-                                           group_size=self.group_size)
+        return self.token_budget.call_allowance(
+            cut_lengths=[min(length, self.response_length)
+                         for length, answer in zip(lengths, answers, strict=True) if answer is not None],
+            uncut_prompts=sum(answer is None for answer in answers),
+            group_size=self.group_size,
+            response_length=self.response_length,
+            step_generated=step_generated,
+        )
 
     def _log_ratios(
         self, entries: list[Optional[CacheEntry]], gen_batch: DataProto, rows: RolloutRows

@@ -40,8 +40,8 @@ Edge cases:
   takes ``response_ids[:prefix_len]``, which does that clip by itself.
 - An empty answer (the model stopped at once) gets ``prefix_len = 0``. In ``"tail"`` mode the suffix budget is the
   drawn ``k`` as for any other answer; in ``"uniform"`` mode it is ``max_new_tokens``; both are capped at R. It is
-  *not* promoted to a full-length rollout, so a step never generates more than ``max_new_tokens`` per sample; the
-  new answer replaces the empty entry after the step.
+  *not* promoted to a full-length rollout, so a tail or uniform step never generates more than ``max_new_tokens``
+  (plus slack) per sample; the new answer replaces the empty entry after the step.
 """
 
 from __future__ import annotations
@@ -65,9 +65,8 @@ class CachedAnswers:
     log_ratios: Optional[tuple[Optional[np.ndarray], ...]] = None
     """Only for policies registered with ``needs_current_logprobs``: per answer, ``log p_current - log p_behaviour``
     of each of its (clipped) tokens, or None for an answer whose entry kept no real behaviour log-probs."""
-    states: tuple[Optional[np.ndarray], ...] = ()
-    """Only for policies registered with an ``update``: per answer, its prompt's state (None before the first
-    update)."""
+    states: Optional[tuple[Optional[np.ndarray], ...]] = None
+    """Per answer, its prompt's state (None before a stateful policy's first update); None: no state for any."""
     allowance: Optional[float] = None
     """Only for ``budgeted`` policies: the regenerated tokens (``length - prefix_len``, summed over the answers) the
     run's token budget allows this draw; None: no budget."""
@@ -81,6 +80,11 @@ class GroupOutcome:
     right: int
     size: int
     cut_answer_right: Optional[bool]
+
+    def __post_init__(self) -> None:
+        # Read from object arrays, the flag may be a numpy bool: normalise it so policies can test it plainly.
+        if self.cut_answer_right is not None:
+            object.__setattr__(self, "cut_answer_right", bool(self.cut_answer_right))
 
     @property
     def mixed(self) -> bool:
@@ -207,8 +211,7 @@ def sample_cuts(lengths: Sequence[int] | np.ndarray, response_budget: int, cfg: 
     if states is not None and len(states) != len(clipped):
         raise ValueError(f"sample_cuts: {len(states)} states for {len(clipped)} answers")
     answers = CachedAnswers(clipped, _clipped_log_ratios(log_ratios, clipped, cfg.mode),
-                            tuple(states) if states is not None else (None,) * len(clipped),
-                            allowance if is_budgeted(cfg.mode) else None)
+                            None if states is None else tuple(states), allowance if is_budgeted(cfg.mode) else None)
     draw = CutDraw(*get_cut_policy(cfg.mode)(answers, cfg, rng))
     prefix_len, budget = (np.asarray(values, dtype=np.int64) for values in draw[:2])
     accepted = np.full(clipped.shape, -1) if draw.accepted_len is None else np.asarray(draw.accepted_len)

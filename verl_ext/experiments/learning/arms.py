@@ -54,9 +54,9 @@ ARMS.update({
     "adaptive": Arm("RPO-GRPO, adaptive depth", "tab:cyan", ADAPTIVE),
     "adaptive_heal": Arm("RPO-GRPO, adaptive depth + healing cache", "tab:pink",
                          (*ADAPTIVE, "rpo.cache.keep_counterpart=true", "rpo.cache.refresh_all_wrong=true")),
-    "adaptive_free": Arm("RPO-GRPO, adaptive depth, no budget", "tab:gray",
+    "adaptive_free": Arm("RPO-GRPO, adaptive depth, no budget", "teal",
                          ("rpo.enable=true", "rpo.truncation.mode=adaptive")),
-    "uniform_finish": Arm("RPO-GRPO, uniform cut, budget to finish", "tab:green",
+    "uniform_finish": Arm("RPO-GRPO, uniform cut, budget to finish", "limegreen",
                           ("rpo.enable=true", "rpo.truncation.mode=uniform",
                            "rpo.truncation.max_new_tokens={response_length}")),
     "tail64": Arm("RPO-GRPO, tail cut 64 + slack", "gold",
@@ -74,4 +74,5 @@ ARMS.update({
 DEFAULT_ARMS = ("full", "rpo", "adaptive", "adaptive_heal", "full_fixed_norm", "rpo_fixed_norm", "verified_same_budget",
                 "uniform_finish", "tail64", "tail128", "adaptive_free")
 HEADLINE_ARMS = ("full", "rpo", "adaptive")
-"""The arms the experiment runs on ``--headline-seeds`` (5 by default); the others run on ``--seeds``."""
+"""The arms the experiment runs on every seed of ``--seeds`` (5 by default); the others run on its first
+``--other-arm-seeds`` (3 by default)."""

@@ -1,4 +1,4 @@
-"""Does RPO learn? RPO arms against full-path GRPO from the same warmed-up model, on CPU, paired by seed.
+"""Does RPO learn? RPO arms against full-path GRPO from the same warmed-up model, on CPU, at what cost.
 
     python scripts/learning_experiment.py [--arms full rpo adaptive ...] [--seeds 0 1 2 3 4] [--other-arm-seeds 3]
         [--resume] [--replot]

@@ -1,4 +1,5 @@
-"""Statistics over seeds and the paired comparison of every arm with the full path (pure: no verl, no plotting)."""
+"""Statistics over seeds, every arm against the full path under one pooled variance, and the accuracy-cost frontier
+(pure: no verl, no plotting)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,9 @@ def pooled_model(finals: dict[str, Sequence[float]], confidence: float = 0.95) -
     """A model over all runs: each arm has its own mean final accuracy, and every run's deviation from its arm's mean
     shares one variance, estimated from all arms together (``runs - arms`` degrees of freedom). With 3 to 5 seeds per
     arm a per-arm standard deviation has 2 to 4 degrees of freedom; pooling gives the intervals the rest. It assumes
-    arms differ in mean, not in run-to-run spread: the per-arm spreads are reported beside it to check that."""
+    arms differ in mean, not in run-to-run spread: the per-arm spreads are reported beside it to check that. Runs of
+    one seed share data order and sampling seeds; the model treats them as independent, which widens the intervals
+    when seeds correlate, never narrows them."""
     from scipy import stats
 
     runs = sum(len(values) for values in finals.values())

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from verl_ext.compare.plots import headless_pyplot, plot_accuracy
-from verl_ext.experiments.learning.arms import ARMS
+from verl_ext.experiments.learning.arms import ARMS, BASELINE
 from verl_ext.experiments.learning.comparison import summarize
 from verl_ext.experiments.learning.curves import DIAGNOSTIC_METRICS
 
@@ -89,7 +89,7 @@ def markdown_summary(summary: dict[str, Any], settings: dict[str, Any]) -> str:
     for point in summary["frontier"]:
         interval = "" if point["final_acc_low"] is None else \
             f" [{point['final_acc_low']:.3f}, {point['final_acc_high']:.3f}]"
-        low = "(baseline)" if point["arm"] == "full" else (
+        low = "(baseline)" if point["arm"] == BASELINE else (
             "n/a" if point["diff_low"] is None else f"{point['diff_low']:+.3f}")
         lines.append(f"| {ARMS[point['arm']].label} | {_ratio(point['token_share'])} | {_ratio(point['wall_share'])} "
                      f"| {point['final_acc']:.3f}{interval} | {low} |")
@@ -139,7 +139,7 @@ def plot_frontier(summary: dict[str, Any], y_label: str, out_path: Path, title: 
     per arm, with the full path's mean and the non-inferiority margin below it drawn across."""
     plt = headless_pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.8), dpi=110, sharey=True)
-    full = next(point for point in summary["frontier"] if point["arm"] == "full")
+    full = next(point for point in summary["frontier"] if point["arm"] == BASELINE)
     for ax, field, label in ((axes[0], "token_share", "generated tokens / full path's"),
                              (axes[1], "wall_share", "training wall-clock / full path's")):
         for point in summary["frontier"]:
@@ -149,7 +149,7 @@ def plot_frontier(summary: dict[str, Any], y_label: str, out_path: Path, title: 
             yerr = None if low is None else [[point["final_acc"] - low], [high - point["final_acc"]]]
             ax.errorbar(point[field], point["final_acc"], yerr=yerr, fmt="o", capsize=3,
                         color=ARMS[point["arm"]].color, label=f"{ARMS[point['arm']].label} ({point['runs']} runs)")
-        ax.axhline(full["final_acc"], color="tab:blue", linewidth=0.8, linestyle="--")
+        ax.axhline(full["final_acc"], color=ARMS[BASELINE].color, linewidth=0.8, linestyle="--")
         ax.axhline(full["final_acc"] - summary["goal"]["margin"], color="tab:red", linewidth=0.8, linestyle=":")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
@@ -194,7 +194,7 @@ def plot_diagnostics(details: dict[str, dict[int, dict]], out_path: Path, title:
 def write_report(out: Path, details: dict[str, dict[int, dict]], settings: dict[str, Any], machine: dict,
                  wall_s: float) -> str:
     """curves.json (with the summary recomputed from ``details[arm][seed]``, each run's curve and diagnostics as
-    :func:`verl_ext.experiments.learning.runner.run_arm` returns them), the three plots and summary.md; returns the
+    :func:`verl_ext.experiments.learning.runner.run_arm` returns them), the four plots and summary.md; returns the
     text."""
     runs = {arm: {seed: run["curve"] for seed, run in by_seed.items()} for arm, by_seed in details.items()}
     diagnostics = {
