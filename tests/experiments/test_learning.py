@@ -101,6 +101,27 @@ def _runs():
     }
 
 
+def test_welch_interval_keeps_each_arms_own_variance():
+    # Variances 0.01 (n=3) and 0.00325 (n=5): se^2 = 0.01/3 + 0.00325/5; Welch-Satterthwaite dof 2.80.
+    values, baseline = [0.5, 0.6, 0.7], [0.6, 0.65, 0.7, 0.6, 0.55]
+    interval = comparison.welch_interval(values, baseline)
+    a, b = 0.01 / 3, 0.00325 / 5
+    dof = (a + b) ** 2 / (a**2 / 2 + b**2 / 4)
+    assert interval["dof"] == pytest.approx(dof)
+    from scipy import stats
+    half = stats.t.ppf(0.975, dof) * (a + b) ** 0.5
+    assert interval["mean"] == pytest.approx(-0.02)
+    assert (interval["low"], interval["high"]) == (pytest.approx(-0.02 - half), pytest.approx(-0.02 + half))
+    # An unstable arm does not borrow the stable arms' small spread: its interval is wider than the pooled one.
+    finals = {"full": [0.77, 0.76, 0.78, 0.77, 0.76], "rpo": [0.35, 0.64, 0.55, 0.60, 0.45],
+              "adaptive": [0.72, 0.71, 0.73, 0.70, 0.72]}
+    pooled = comparison.difference_interval(comparison.pooled_model(finals), finals["rpo"], finals["full"])
+    welch = comparison.welch_interval(finals["rpo"], finals["full"])
+    assert welch["high"] - welch["low"] > pooled["high"] - pooled["low"]
+    assert comparison.welch_interval([0.5], [0.4, 0.6])["low"] is None
+    assert comparison.welch_interval([0.5, 0.5], [0.6, 0.6])["low"] is None
+
+
 def test_summarize_compares_every_arm_with_the_full_path_under_the_pooled_model():
     summary = comparison.summarize(_runs(), {"rpo": {s: {"rpo/cached_acc_frac": 0.5 + 0.1 * s} for s in (0, 1, 2)}})
     assert summary["seeds"] == {"full": [0, 1, 2], "rpo": [0, 1, 2], "rpo_null": [0, 1, 2]}
@@ -166,9 +187,9 @@ SETTINGS = {
 def test_markdown_summary_reports_every_arm_seed_and_interval():
     table = report.markdown_summary(comparison.summarize(_runs()), SETTINGS)
     assert ("| full-path GRPO | 3 | 0.300 ± 0.000 (min 0.300, max 0.300) | 0.600 ± 0.100 (min 0.500, max 0.700) "
-            "| (baseline) | 1 | 1 |  |  |") in table
+            "| (baseline) |  | 1 | 1 |  |  |") in table
     assert "| RPO-GRPO (tail cut) | 3 |" in table
-    assert "| +0.000 [-0.163, +0.163] | 0.30 | 0.50 | no | no |" in table
+    assert "| +0.000 [-0.163, +0.163] | [-0.248, +0.248] | 0.30 | 0.50 | no, no | no |" in table
     assert "9 runs (6 degrees of freedom; pooled run-to-run std 0.082)" in table
     assert "Goal met by: no RPO setting" in table
     assert "| RPO-GRPO (tail cut) | 0.30 | 0.50 | 0.600 [0.485, 0.715] | -0.163 |" in table
