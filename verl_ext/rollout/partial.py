@@ -323,7 +323,9 @@ class PartialRollout:
             )
             if choice is None and old is None:
                 continue
-            answers = {i: self._entry(responses[i], logprobs[i], scores[i], accs, i, step, "rpo") for i in group}
+            # Every member's answer is needed only as a counterpart candidate; otherwise build the chosen one alone.
+            needed = group if self.config.cache.keep_counterpart else [group[choice]] if choice is not None else []
+            answers = {i: self._entry(responses[i], logprobs[i], scores[i], accs, i, step, "rpo") for i in needed}
             new = old if choice is None else answers[group[choice]]
             kept_prefix = choice is not None and prefix_lens[group[choice]] > 0
             entries.append(successor(
